@@ -1,0 +1,88 @@
+"""The block registry: one line per block type, and the discriminated union built from it."""
+from __future__ import annotations
+
+from typing import Annotated, Any, Union, get_args
+
+from pydantic import BeforeValidator, Field, ValidationInfo
+
+from ..errors import SpecError
+from ..source import LocDict, LocList
+from .activation import ActivationLayer
+from .adaptive_pool import AdaptivePool
+from .base import Block, MacroBlock, Node, Shape
+from .basic import Basic
+from .batchnorm import BatchNorm
+from .bottleneck import Bottleneck
+from .conv import Conv
+from .dropout import Dropout
+from .flatten import Flatten
+from .global_pool import GlobalPool
+from .linear import Linear
+from .lrn import LRN
+from .pool import Pool
+from .residual import Residual
+from .sequence import Sequence
+from .stage import Stage
+
+BLOCK_CLASSES: list[type[Block]] = [
+    Conv, Pool, AdaptivePool, GlobalPool, LRN, Linear, Dropout, Flatten, ActivationLayer, BatchNorm,
+    Sequence, Stage, Residual, Basic, Bottleneck,
+]
+
+
+def _registry(classes: list[type[Block]]) -> dict[str, type[Block]]:
+    registry: dict[str, type[Block]] = {}
+    for cls in classes:
+        for name in get_args(cls.model_fields["type"].annotation):
+            if name in registry:
+                raise RuntimeError(f"block type '{name}' registered twice ({registry[name].__name__}, {cls.__name__})")
+            registry[name] = cls
+    return registry
+
+
+BLOCK_TYPES: dict[str, type[Block]] = _registry(BLOCK_CLASSES)
+
+
+def _with_defaults(item: Any, info: ValidationInfo) -> Any:
+    """Spec-level defaults for this block's type, under the block's own fields."""
+    defaults = (info.context or {}).get("defaults") or {}
+    if not isinstance(item, LocDict) or item.get("type") not in defaults:
+        return item
+    base = defaults[item["type"]]
+    return LocDict({**base, **item}, loc=item.loc, key_locs={**base.key_locs, **item.key_locs})
+
+
+def _prepare(item: Any, info: ValidationInfo, loc: Any) -> Any:
+    """A bare string is shorthand for `{type: <string>}`; then defaults apply."""
+    if isinstance(item, str):
+        item = LocDict({"type": item}, loc=loc)
+    return _with_defaults(item, info)
+
+
+def _prepare_one(item: Any, info: ValidationInfo) -> Any:
+    return _prepare(item, info, None)
+
+
+def _prepare_list(items: Any, info: ValidationInfo) -> Any:
+    if not isinstance(items, list):
+        return items
+    locs = items.item_locs if isinstance(items, LocList) else []
+    prepared = [_prepare(item, info, locs[i] if i < len(locs) else None) for i, item in enumerate(items)]
+    return LocList(prepared, loc=items.loc, item_locs=locs) if isinstance(items, LocList) else prepared
+
+
+AnyBlock = Annotated[Union[tuple(BLOCK_CLASSES)], Field(discriminator="type")]
+OneBlock = Annotated[AnyBlock, BeforeValidator(_prepare_one)]
+BlockList = Annotated[list[AnyBlock], BeforeValidator(_prepare_list)]
+
+for _cls in BLOCK_CLASSES:
+    _cls.model_rebuild(_types_namespace={"BlockList": BlockList, "OneBlock": OneBlock, "AnyBlock": AnyBlock})
+
+
+def block_class(type_name: str) -> type[Block]:
+    if type_name not in BLOCK_TYPES:
+        raise SpecError(f"unknown block type '{type_name}'")
+    return BLOCK_TYPES[type_name]
+
+
+__all__ = ["AnyBlock", "BLOCK_TYPES", "Block", "BlockList", "MacroBlock", "Node", "OneBlock", "Shape", "block_class"]

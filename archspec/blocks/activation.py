@@ -1,0 +1,22 @@
+"""Activations as layers of their own: `{type: relu}` (or just `relu` in a layer list)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from .base import Block, Shape
+
+if TYPE_CHECKING:
+    from torch import nn
+
+
+class ActivationLayer(Block):
+    type: Literal["relu", "relu6", "silu", "hardswish", "hardsigmoid", "sigmoid", "gelu", "tanh"]
+
+    def infer(self, x: Shape, path: str) -> tuple[Shape, int, int]:
+        return x, 0, 0
+
+    def build(self, node) -> "nn.Module":
+        from ..nn import activation
+
+        # Not in place: a standalone activation may read a tensor a skip connection also reads.
+        return activation(self.type)

@@ -1,0 +1,169 @@
+"""What every block type shares: the pydantic base, the analysis node, shape helpers.
+
+A block type is one file holding its pydantic model, its shape rule and analytic cost
+(`analyse`), and its torch builder (`build`, which imports torch lazily).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Any, Iterator, Literal, NoReturn, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+
+from ..errors import Loc, SpecError
+from ..source import LocDict
+
+if TYPE_CHECKING:
+    from torch import nn
+
+Shape = tuple[int, ...]
+Name = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)]
+PosInt = Annotated[int, Field(ge=1, le=1_000_000)]
+NonNegInt = Annotated[int, Field(ge=0, le=1_000_000)]
+Pair = PosInt | tuple[PosInt, PosInt]
+NonNegPair = NonNegInt | tuple[NonNegInt, NonNegInt]
+Activation = Literal["none", "relu", "relu6", "silu", "hardswish", "hardsigmoid", "sigmoid", "gelu", "tanh"]
+Norm = Literal["none", "batch"]
+BnEps = Annotated[float, Field(gt=0, lt=1)]
+BnMomentum = Annotated[float, Field(gt=0, le=1)]
+
+
+def pair(value: int | tuple[int, int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (value[0], value[1])
+
+
+def fmt_shape(shape: Shape) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+@dataclass
+class Node:
+    """One block analysed at its input shape: the unit of summaries, diagrams and compilation."""
+
+    block: "Block"
+    name: str
+    path: str
+    in_shape: Shape
+    out_shape: Shape
+    params: int
+    macs: int
+    children: list["Node"] = field(default_factory=list)
+
+    def walk(self) -> Iterator["Node"]:
+        yield self
+        for child in self.children:
+            yield from child.walk()
+
+    @property
+    def type(self) -> str:
+        return self.block.type
+
+
+def child_path(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+class Block(BaseModel):
+    """Base of every block model. Subclasses set `type: Literal[...]` and their fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str
+    name: Name | None = None
+    _loc: Loc | None = PrivateAttr(default=None)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _remember_loc(cls, data: Any, handler: Any) -> "Block":
+        block = handler(data)
+        if isinstance(data, LocDict):
+            block._loc = data.loc
+        return block
+
+    # -- analysis -------------------------------------------------------------------------
+    def analyse(self, x: Shape, name: str, path: str) -> Node:
+        """Shape rule and analytic cost. Leaves override `infer`; composites override this."""
+        out, params, macs = self.infer(x, path)
+        return Node(self, name, path, x, out, params, macs)
+
+    def infer(self, x: Shape, path: str) -> tuple[Shape, int, int]:
+        """(output shape, parameters, MACs) of a leaf block at input shape `x`."""
+        raise NotImplementedError(f"{type(self).__name__} must implement infer or analyse")
+
+    def build(self, node: Node) -> "nn.Module":
+        raise NotImplementedError(f"{type(self).__name__} has no torch builder")
+
+    def hyper(self) -> str:
+        """Key hyper-parameters, one short line, for summaries and diagrams."""
+        return ""
+
+    def fail(self, path: str, message: str) -> NoReturn:
+        raise SpecError(message, self._loc, path, self.type)
+
+    def need_image(self, x: Shape, path: str) -> tuple[int, int, int]:
+        if len(x) != 3:
+            self.fail(path, f"expects a (channels, height, width) input but gets {fmt_shape(x)}; "
+                            "a flatten came too early?")
+        return x[0], x[1], x[2]
+
+    def located(self, loc: Loc | None) -> "Block":
+        """This block (and the blocks it holds) located at `loc`: used by macro blocks."""
+        self._loc = loc
+        for value in self.__dict__.values():
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, Block):
+                    item.located(loc)
+        return self
+
+
+class MacroBlock(Block):
+    """A block defined by what it expands to (e.g. bottleneck -> residual of convs)."""
+
+    def expand(self) -> Block:
+        raise NotImplementedError
+
+    def analyse(self, x: Shape, name: str, path: str) -> Node:
+        node = self.expand().located(self._loc).analyse(x, name, path)
+        node.block = self
+        return node
+
+    def build(self, node: Node) -> "nn.Module":
+        return self.expand().build(node)
+
+
+def chain(blocks: Sequence[tuple[str, Block]], x: Shape, path: str) -> list[Node]:
+    """Analyse blocks one after another, each fed the previous output."""
+    nodes = []
+    for name, block in blocks:
+        node = block.analyse(x, name, child_path(path, name))
+        nodes.append(node)
+        x = node.out_shape
+    return nodes
+
+
+def composite(block: Block, name: str, path: str, x: Shape, children: list[Node], out: Shape) -> Node:
+    return Node(block, name, path, x, out, sum(c.params for c in children), sum(c.macs for c in children), children)
+
+
+def named(blocks: Sequence[Block]) -> list[tuple[str, Block]]:
+    """Each block with its module name: its `name`, else its index."""
+    return [(block.name or str(i), block) for i, block in enumerate(blocks)]
+
+
+def check_unique_names(blocks: Sequence[Block], path: str) -> None:
+    seen: set[str] = set()
+    for name, block in named(blocks):
+        if name in seen:
+            block.fail(child_path(path, name), f"the name '{name}' is used twice in one list")
+        seen.add(name)
+
+
+def window_out(size: int, kernel: int, stride: int, padding: int, dilation: int = 1, ceil_mode: bool = False) -> int:
+    """Output length of a conv or pool window, exactly as torch computes it."""
+    span = size + 2 * padding - dilation * (kernel - 1) - 1
+    if span < 0:
+        return 0
+    out = (-(-span // stride) if ceil_mode else span // stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out -= 1
+    return out

@@ -1,0 +1,52 @@
+"""bottleneck: 1x1 reduce, 3x3 (grouped for ResNeXt), 1x1 expand, plus a skip.
+
+As torchvision's `Bottleneck`: width = int(planes * width_per_group / 64) * groups,
+out = planes * expansion, and the stride sits on the 3x3 (ResNet v1.5). `stride_on: 1x1`
+gives the original Caffe ResNet, which strides the first 1x1.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from .base import Activation, BnEps, BnMomentum, MacroBlock, Norm, PosInt
+from .conv import Conv
+from .residual import Residual
+
+
+class Bottleneck(MacroBlock):
+    type: Literal["bottleneck"]
+    planes: PosInt
+    expansion: PosInt = 4
+    groups: PosInt = 1
+    width_per_group: PosInt = 64
+    width: PosInt | None = None  # the 3x3's channels; overrides the groups/width_per_group rule
+    stride: PosInt = 1
+    stride_on: Literal["3x3", "1x1"] = "3x3"
+    norm: Norm = "batch"
+    activation: Activation = "relu"
+    bn_eps: BnEps = 1e-5
+    bn_momentum: BnMomentum = 0.1
+    shortcut: Literal["auto", "identity", "projection"] = "auto"
+
+    @property
+    def inner_width(self) -> int:
+        return self.width or int(self.planes * (self.width_per_group / 64.0)) * self.groups
+
+    def expand(self) -> Residual:
+        unit = dict(type="conv", norm=self.norm, bn_eps=self.bn_eps, bn_momentum=self.bn_momentum)
+        first_stride, mid_stride = (self.stride, 1) if self.stride_on == "1x1" else (1, self.stride)
+        return Residual(
+            type="residual",
+            body=[Conv(name="conv1", out=self.inner_width, kernel=1, stride=first_stride, activation=self.activation, **unit),
+                  Conv(name="conv2", out=self.inner_width, kernel=3, stride=mid_stride, groups=self.groups,
+                       activation=self.activation, **unit),
+                  Conv(name="conv3", out=self.planes * self.expansion, kernel=1, **unit)],
+            shortcut=self.shortcut, activation=self.activation,
+            norm=self.norm, bn_eps=self.bn_eps, bn_momentum=self.bn_momentum,
+        )
+
+    def hyper(self) -> str:
+        text = f"{self.inner_width}->{self.planes * self.expansion}"
+        if self.groups > 1:
+            text += f" g{self.groups}"
+        return text + (f" /{self.stride}" if self.stride > 1 else "")

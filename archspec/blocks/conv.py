@@ -1,0 +1,74 @@
+"""conv: a 2-D convolution with optional batch norm and activation (conv -> norm -> act)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from .base import Activation, Block, BnEps, BnMomentum, NonNegPair, Norm, Pair, PosInt, Shape, pair, window_out
+
+if TYPE_CHECKING:
+    from torch import nn
+
+
+class Conv(Block):
+    type: Literal["conv"]
+    out: PosInt
+    kernel: Pair
+    stride: Pair = 1
+    # 'auto' pads dilation*(kernel-1)//2 per side (torchvision's Conv2dNormActivation);
+    # 'same' keeps the size at stride 1 (torch's padding='same').
+    padding: NonNegPair | Literal["auto", "same"] = "auto"
+    dilation: Pair = 1
+    groups: PosInt = 1
+    bias: bool | None = None  # default: a bias only when there is no norm
+    norm: Norm = "none"
+    bn_eps: BnEps = 1e-5
+    bn_momentum: BnMomentum = 0.1
+    activation: Activation = "none"
+
+    def padding_pair(self) -> tuple[int, int]:
+        if self.padding == "same" or self.padding == "auto":
+            (kh, kw), (dh, dw) = pair(self.kernel), pair(self.dilation)
+            return dh * (kh - 1) // 2, dw * (kw - 1) // 2
+        return pair(self.padding)
+
+    def has_bias(self) -> bool:
+        return self.norm == "none" if self.bias is None else self.bias
+
+    def infer(self, x: Shape, path: str) -> tuple[Shape, int, int]:
+        c, h, w = self.need_image(x, path)
+        if c % self.groups or self.out % self.groups:
+            self.fail(path, f"groups={self.groups} must divide both the input channels ({c}) and 'out' ({self.out})")
+        (kh, kw), (sh, sw), (dh, dw) = pair(self.kernel), pair(self.stride), pair(self.dilation)
+        if self.padding == "same":
+            if (sh, sw) != (1, 1):
+                self.fail(path, "padding 'same' needs stride 1; use 'auto' or explicit padding with a stride")
+            if (dh * (kh - 1)) % 2 or (dw * (kw - 1)) % 2:
+                self.fail(path, "padding 'same' needs an odd effective kernel; use explicit padding")
+        ph, pw = self.padding_pair()
+        oh, ow = window_out(h, kh, sh, ph, dh), window_out(w, kw, sw, pw, dw)
+        if oh < 1 or ow < 1:
+            self.fail(path, f"a {kh}x{kw} kernel (stride {sh}x{sw}, padding {ph}x{pw}, dilation {dh}x{dw}) "
+                            f"does not fit the {h}x{w} input; it would give {oh}x{ow}")
+        weights = self.out * (c // self.groups) * kh * kw
+        params = weights + (self.out if self.has_bias() else 0) + (2 * self.out if self.norm == "batch" else 0)
+        return (self.out, oh, ow), params, weights * oh * ow
+
+    def hyper(self) -> str:
+        k, s = pair(self.kernel), pair(self.stride)
+        parts = [f"{k[0]}x{k[1]}", f"{self.out}"]
+        if s != (1, 1):
+            parts.append(f"/{s[0]}" if s[0] == s[1] else f"/{s[0]}x{s[1]}")
+        if self.groups > 1:
+            parts.append(f"g{self.groups}")
+        return " ".join(parts)
+
+    def build(self, node) -> "nn.Module":
+        from torch import nn
+
+        from ..nn import activation, sequential
+
+        conv = nn.Conv2d(node.in_shape[0], self.out, pair(self.kernel), pair(self.stride),
+                         "same" if self.padding == "same" else self.padding_pair(),
+                         pair(self.dilation), self.groups, self.has_bias())
+        norm = nn.BatchNorm2d(self.out, self.bn_eps, self.bn_momentum) if self.norm == "batch" else None
+        return sequential([("conv", conv), ("norm", norm), ("act", activation(self.activation, inplace=True))])

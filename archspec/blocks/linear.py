@@ -1,0 +1,29 @@
+"""linear: a fully connected layer on a flat (features,) input."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from .base import Block, PosInt, Shape, fmt_shape
+
+if TYPE_CHECKING:
+    from torch import nn
+
+
+class Linear(Block):
+    type: Literal["linear"]
+    out: PosInt
+    bias: bool = True
+
+    def infer(self, x: Shape, path: str) -> tuple[Shape, int, int]:
+        if len(x) != 1:
+            self.fail(path, f"expects a flat (features,) input but gets {fmt_shape(x)}; add a flatten before it")
+        weights = x[0] * self.out
+        return (self.out,), weights + (self.out if self.bias else 0), weights
+
+    def hyper(self) -> str:
+        return f"{self.out}"
+
+    def build(self, node) -> "nn.Module":
+        from torch import nn
+
+        return nn.Linear(node.in_shape[0], self.out, self.bias)

@@ -1,0 +1,92 @@
+"""residual: `act(body(x) + shortcut(x))`, the generic skip connection.
+
+shortcut `auto` is the identity where the body keeps the shape, else a 1x1 conv + BN
+projection with the body's stride (torchvision's `downsample`); `projection` always
+projects; `identity` never does (a shape mismatch is then an error); a list of layers
+is an explicit shortcut path.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import model_validator
+
+from .base import (Activation, Block, BnEps, BnMomentum, Node, Norm, Shape, chain, check_unique_names,
+                   child_path, fmt_shape, named)
+from .conv import Conv
+
+if TYPE_CHECKING:
+    from torch import nn
+
+
+class Residual(Block):
+    type: Literal["residual"]
+    body: BlockList
+    shortcut: Literal["auto", "identity", "projection"] | BlockList = "auto"
+    activation: Activation = "none"
+    norm: Norm = "batch"  # of an automatic projection
+    bn_eps: BnEps = 1e-5
+    bn_momentum: BnMomentum = 0.1
+
+    @model_validator(mode="after")
+    def _names(self) -> "Residual":
+        check_unique_names(self.body, self.name or "")
+        return self
+
+    def projection(self, x: Shape, out: Shape, path: str) -> Conv:
+        stride = [self._stride(i, o, path, x, out) for i, o in zip(x[1:], out[1:])]
+        conv = Conv(type="conv", out=out[0], kernel=1, stride=tuple(stride), padding=0, norm=self.norm,
+                    bn_eps=self.bn_eps, bn_momentum=self.bn_momentum)
+        return conv.located(self._loc)
+
+    def _stride(self, size: int, out: int, path: str, x: Shape, y: Shape) -> int:
+        for stride in range(1, size + 1):
+            if (size - 1) // stride + 1 == out:
+                return stride
+        self.fail(path, f"no strided 1x1 projection maps the input {fmt_shape(x)} to the body's output "
+                        f"{fmt_shape(y)}; give an explicit shortcut")
+
+    def analyse(self, x: Shape, name: str, path: str) -> Node:
+        if not self.body:
+            self.fail(path, "a residual needs at least one layer in its body")
+        children = chain(named(self.body), x, path)
+        out = children[-1].out_shape
+        shortcut_path = child_path(path, "shortcut")
+        if isinstance(self.shortcut, list):
+            shortcut = chain(named(self.shortcut), x, shortcut_path)
+            children.append(_group(self, "shortcut", shortcut_path, x, shortcut))
+        elif self.shortcut == "projection" or (self.shortcut == "auto" and x != out):
+            if len(x) != 3 or len(out) != 3:
+                self.fail(path, f"cannot project {fmt_shape(x)} to {fmt_shape(out)}; give an explicit shortcut")
+            children.append(self.projection(x, out, path).analyse(x, "shortcut", shortcut_path))
+        skip = children[-1].out_shape if children[-1].name == "shortcut" else x
+        if skip != out:
+            self.fail(path, f"cannot add the body's output {fmt_shape(out)} to the shortcut's {fmt_shape(skip)} "
+                            f"(shortcut: {self.shortcut if isinstance(self.shortcut, str) else 'layers'})")
+        return Node(self, name, path, x, out, sum(c.params for c in children), sum(c.macs for c in children), children)
+
+    def hyper(self) -> str:
+        return f"{len(self.body)} layers + skip"
+
+    def build(self, node: Node) -> "nn.Module":
+        from ..nn import Residual as ResidualModule, activation, sequential
+
+        body = [(c.name, c.block.build(c)) for c in node.children if c.name != "shortcut"]
+        shortcut = next((c for c in node.children if c.name == "shortcut"), None)
+        if shortcut is not None and isinstance(shortcut.block, _ShortcutGroup):
+            skip_module = sequential([(c.name, c.block.build(c)) for c in shortcut.children])
+        else:
+            skip_module = shortcut.block.build(shortcut) if shortcut is not None else None
+        return ResidualModule(body, skip_module, activation(self.activation, inplace=True))
+
+
+class _ShortcutGroup(Block):
+    """The analysis node of an explicit shortcut path (not a spec block type)."""
+
+    type: Literal["shortcut"] = "shortcut"
+
+
+def _group(owner: Block, name: str, path: str, x: Shape, children: list[Node]) -> Node:
+    group = _ShortcutGroup().located(owner._loc)
+    out = children[-1].out_shape if children else x
+    return Node(group, name, path, x, out, sum(c.params for c in children), sum(c.macs for c in children), children)

@@ -1,0 +1,35 @@
+"""sequence: named layers applied one after another (a reusable group, e.g. a VGG stage)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import model_validator
+
+from .base import Block, Node, Shape, chain, check_unique_names, composite, named
+
+if TYPE_CHECKING:
+    from torch import nn
+
+
+class Sequence(Block):
+    type: Literal["sequence"]
+    layers: BlockList
+
+    @model_validator(mode="after")
+    def _names(self) -> "Sequence":
+        check_unique_names(self.layers, self.name or "")
+        return self
+
+    def analyse(self, x: Shape, name: str, path: str) -> Node:
+        if not self.layers:
+            self.fail(path, "a sequence needs at least one layer")
+        children = chain(named(self.layers), x, path)
+        return composite(self, name, path, x, children, children[-1].out_shape)
+
+    def hyper(self) -> str:
+        return f"{len(self.layers)} layers"
+
+    def build(self, node: Node) -> "nn.Module":
+        from ..nn import sequential
+
+        return sequential([(c.name, c.block.build(c)) for c in node.children])

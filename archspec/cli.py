@@ -1,0 +1,177 @@
+"""The `archspec` command line: a thin shell over the Python API.
+
+Spec problems print one located line and exit 2; other failures print one line and exit 1.
+torch is imported only by the commands that build or run a model.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from .blocks.base import Node, fmt_shape
+from .errors import SpecError
+from .spec import Spec, load
+
+EXIT_SPEC_ERROR = 2
+
+
+def human(n: int | float, unit: str = "") -> str:
+    for scale, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= scale:
+            return f"{n / scale:.3f} {suffix}{unit}"
+    return f"{n:g} {unit}".rstrip()
+
+
+def write_atomic(path: Path, write: Callable[[Path], None], inputs: Sequence[Path] = ()) -> None:
+    """Write through a temporary file in the same folder, then rename over `path`."""
+    if any(path.resolve() == Path(p).resolve() for p in inputs):
+        raise OSError(f"refusing to overwrite the input spec {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _load(args: argparse.Namespace, path: str) -> Spec:
+    return load(path, args.set or None)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    status = 0
+    for path in args.specs:
+        try:
+            spec = _load(args, path)
+        except SpecError as exc:
+            print(exc, file=sys.stderr)
+            status = EXIT_SPEC_ERROR
+            continue
+        print(f"ok  {path}  {spec.name}: {spec.params:,} params, {human(spec.macs, 'MACs')}, "
+              f"output {fmt_shape(spec.output_shape)}")
+    return status
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    spec = _load(args, args.spec)
+    import torch
+
+    from .compiler import compile
+    from .interop import load_weights
+
+    device = torch.device(args.device)
+    start = time.perf_counter()
+    model = compile(spec, device)
+    built = time.perf_counter() - start
+    if args.weights:
+        print(load_weights(model, args.weights))
+    model.eval()
+    x = torch.randn(1, *spec.input.shape, device=device)
+    start = time.perf_counter()
+    with torch.no_grad():
+        y = model(x)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    forward = time.perf_counter() - start
+    measured = sum(p.numel() for p in model.parameters())
+    print(f"{spec.name}: built on {device} in {built * 1000:.0f} ms")
+    print(f"  parameters   {measured:,}" + ("" if measured == spec.params else f"  (analysis says {spec.params:,}!)"))
+    print(f"  MACs         {spec.macs:,} ({human(spec.macs)})")
+    print(f"  input        {fmt_shape((1, *spec.input.shape))}")
+    print(f"  output       {fmt_shape(tuple(y.shape))}  (one forward pass: {forward * 1000:.0f} ms)")
+    if args.output:
+        out = Path(args.output)
+        payload = {"format": "archspec-checkpoint/1", "spec": spec.source,
+                   "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+        write_atomic(out, lambda tmp: torch.save(payload, tmp), inputs=[Path(args.spec)])
+        print(f"  checkpoint   {out}")
+    return 0
+
+
+def summary_dict(spec: Spec) -> dict[str, Any]:
+    root = spec.analyse()
+
+    def row(node: Node) -> dict[str, Any]:
+        return {"name": node.path, "type": node.type, "output_shape": list(node.out_shape),
+                "params": node.params, "macs": node.macs}
+
+    return {"name": spec.name, "params": root.params, "macs": root.macs,
+            "input_shape": list(root.in_shape), "output_shape": list(root.out_shape),
+            "layers": [row(c) for c in root.children]}
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    spec = _load(args, args.spec)
+    data = summary_dict(spec)
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    width = max(len(r["name"]) for r in data["layers"]) + 2
+    print(f"{spec.name}  input {fmt_shape(tuple(data['input_shape']))}")
+    print(f"{'layer':<{width}}{'type':<14}{'output':>14}{'params':>14}{'MACs':>16}")
+    for r in data["layers"]:
+        print(f"{r['name']:<{width}}{r['type']:<14}{fmt_shape(tuple(r['output_shape'])):>14}"
+              f"{r['params']:>14,}{r['macs']:>16,}")
+    print(f"total: {data['params']:,} parameters ({human(data['params'])}), {data['macs']:,} MACs "
+          f"({human(data['macs'])}, = {human(2 * data['macs'])}FLOPs), output {fmt_shape(tuple(data['output_shape']))}")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    print(json.dumps(Spec.model_json_schema(), indent=2))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="archspec", description="Declarative architecture specs for CNNs.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def command(name: str, func: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help, description=help)
+        c.set_defaults(func=func)
+        if name != "schema":
+            c.add_argument("--set", action="append", metavar="PATH=VALUE",
+                           help="override a value, e.g. --set layers.layer3.repeat=36 (repeatable)")
+        return c
+
+    c = command("validate", cmd_validate, "check specs: fields, types and every shape (no torch)")
+    c.add_argument("specs", nargs="+", metavar="SPEC")
+    c = command("build", cmd_build, "compile a spec, run one dummy forward pass, optionally save a checkpoint")
+    c.add_argument("spec", metavar="SPEC")
+    c.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, meta ... (default: cpu)")
+    c.add_argument("--weights", metavar="FILE", help="a torchvision/timm state_dict or archspec checkpoint")
+    c.add_argument("-o", "--output", metavar="FILE", help="write a checkpoint (resolved spec + state_dict)")
+    c = command("summary", cmd_summary, "parameters, MACs and shapes from the spec alone (no torch)")
+    c.add_argument("spec", metavar="SPEC")
+    c.add_argument("--json", action="store_true", help="machine-readable output")
+    command("schema", cmd_schema, "print the JSON Schema of the spec language (for editor autocompletion)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SpecError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_SPEC_ERROR
+    except (OSError, ValueError, RuntimeError) as exc:
+        print(f"archspec {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""Spec -> torch.nn.Module. The one layer (with the block builders) that imports torch."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .init import initialise
+from .nn import Network
+from .spec import Spec, load
+
+
+def compile(spec: Spec, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> Network:
+    """Build the module tree named after the spec. On `meta` nothing is allocated."""
+    root = spec.analyse()
+    with torch.device(device or "cpu"):
+        model = Network([(c.name, c.block.build(c)) for c in root.children], spec.name)
+        if torch.device(device or "cpu").type != "meta":
+            initialise(model, spec.init)
+    if dtype is not None:
+        model = model.to(dtype)
+    model.spec = spec
+    return model
+
+
+def build(spec: str | Path | Spec, overrides: dict[str, Any] | list[str] | None = None,
+          weights: str | Path | dict[str, torch.Tensor] | None = None,
+          device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> Network:
+    """Load (if given a path), compile and optionally load weights; see `archspec.interop`."""
+    if not isinstance(spec, Spec):
+        spec = load(spec, overrides)
+    elif overrides:
+        raise ValueError("overrides apply to a spec file; pass a path, or call archspec.load(path, overrides)")
+    model = compile(spec, device, dtype)
+    if weights is not None:
+        from .interop import load_weights
+
+        model.transfer_report = load_weights(model, weights)
+    return model

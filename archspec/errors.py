@@ -1,0 +1,41 @@
+"""The one error type users see: a message located at FILE:LINE:COL in a spec, naming the block."""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Iterable
+
+
+@dataclass(frozen=True)
+class Loc:
+    """A position in a spec source (1-based line and column)."""
+
+    file: str
+    line: int
+    col: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+class SpecError(Exception):
+    """A problem with a spec, reported as `FILE:LINE:COL: block.path (type): message`."""
+
+    def __init__(self, message: str, loc: Loc | None = None, path: str = "", block_type: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.loc = loc
+        self.path = path
+        self.block_type = block_type
+
+    def __str__(self) -> str:
+        where = f"{self.loc}: " if self.loc else ""
+        block = self.path or "spec"
+        kind = f" ({self.block_type})" if self.block_type else ""
+        return f"{where}{block}{kind}: {self.message}"
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`; did you mean 'x'?` for the closest choice, or '' when none is close."""
+    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""

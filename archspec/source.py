@@ -1,0 +1,234 @@
+"""YAML text to a raw tree whose every node knows its file, line and column.
+
+Safe loading only. `extends: parent.yaml` merges the file onto its parent; keys with dots
+(`layers.layer3.repeat: 36`) and `--set` overrides replace one value at a dotted path.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import Loc, SpecError, did_you_mean
+
+MAX_EXTENDS_DEPTH = 32
+
+
+class LocDict(dict):
+    """A mapping from YAML with the position of the mapping and of each key."""
+
+    loc: Loc
+    key_locs: dict[str, Loc]
+
+    def __init__(self, *args: Any, loc: Loc | None = None, key_locs: dict[str, Loc] | None = None) -> None:
+        super().__init__(*args)
+        self.loc = loc or Loc("<unknown>", 0, 0)
+        self.key_locs = dict(key_locs or {})
+
+    def loc_of(self, key: str) -> Loc:
+        return self.key_locs.get(key, self.loc)
+
+
+class LocList(list):
+    """A sequence from YAML with the position of the sequence and of each item."""
+
+    loc: Loc
+    item_locs: list[Loc]
+
+    def __init__(self, *args: Any, loc: Loc | None = None, item_locs: list[Loc] | None = None) -> None:
+        super().__init__(*args)
+        self.loc = loc or Loc("<unknown>", 0, 0)
+        self.item_locs = list(item_locs or [])
+
+    def loc_of(self, index: int) -> Loc:
+        return self.item_locs[index] if 0 <= index < len(self.item_locs) else self.loc
+
+
+def loc_of(node: Any, default: Loc) -> Loc:
+    return node.loc if isinstance(node, (LocDict, LocList)) else default
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that builds LocDict/LocList and refuses duplicate keys."""
+
+    file = "<string>"
+
+    def _loc(self, node: yaml.Node) -> Loc:
+        return Loc(self.file, node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LocDict:
+    loader.flatten_mapping(node)
+    result = LocDict(loc=loader._loc(node))
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, (str, int, float, bool)):
+            raise SpecError("mapping keys must be plain scalars", loader._loc(key_node))
+        key = str(key)
+        if key in result:
+            raise SpecError(f"duplicate key '{key}' (first at line {result.key_locs[key].line})", loader._loc(key_node))
+        result[key] = loader.construct_object(value_node, deep=True)
+        result.key_locs[key] = loader._loc(key_node)
+    return result
+
+
+def _construct_sequence(loader: _Loader, node: yaml.SequenceNode) -> LocList:
+    items = [loader.construct_object(child, deep=True) for child in node.value]
+    return LocList(items, loc=loader._loc(node), item_locs=[loader._loc(child) for child in node.value])
+
+
+_Loader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
+_Loader.add_constructor("tag:yaml.org,2002:seq", _construct_sequence)
+
+
+def parse_yaml(text: str, file: str) -> Any:
+    """Parse YAML text safely into LocDict/LocList/scalars; YAML problems become SpecErrors."""
+    loader = _Loader(text)
+    loader.file = file
+    try:
+        return loader.get_single_data()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        loc = Loc(file, mark.line + 1, mark.column + 1) if mark else Loc(file, 1, 1)
+        raise SpecError(_yaml_message(exc), loc) from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"not valid YAML: {exc}", Loc(file, 1, 1)) from None
+    finally:
+        loader.dispose()
+
+
+def _yaml_message(exc: yaml.MarkedYAMLError) -> str:
+    problem = exc.problem or str(exc)
+    if "'\\t'" in problem or "\\t" in problem:
+        return "tab character in indentation; YAML indents with spaces only"
+    if isinstance(exc, yaml.constructor.ConstructorError) and "tag" in problem:
+        return f"YAML tags are not allowed in specs ({problem.split('tag')[-1].strip()}); a spec holds plain data only"
+    return f"not valid YAML: {problem}"
+
+
+def read_file(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"spec file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"cannot read spec file {path}: {exc}") from None
+    raw = parse_yaml(text, str(path))
+    if not isinstance(raw, LocDict):
+        raise SpecError("a spec must be a YAML mapping (name, input, layers, ...)", loc_of(raw, Loc(str(path), 1, 1)))
+    return raw
+
+
+def load_raw(path: str | Path, _chain: tuple[Path, ...] = ()) -> LocDict:
+    """Read a spec file and everything it extends, returning one merged raw tree."""
+    path = Path(path)
+    raw = read_file(path)
+    if "extends" not in raw:
+        return raw
+    parent_ref = raw.pop("extends")
+    extends_loc = raw.key_locs.pop("extends")
+    if not isinstance(parent_ref, str):
+        raise SpecError("'extends' takes the path of a parent spec file", extends_loc)
+    parent = (path.parent / parent_ref).resolve()
+    chain = _chain + (path.resolve(),)
+    if parent in chain:
+        cycle = " -> ".join(p.name for p in chain + (parent,))
+        raise SpecError(f"'extends' makes a cycle: {cycle}", extends_loc)
+    if len(chain) > MAX_EXTENDS_DEPTH:
+        raise SpecError(f"'extends' chain deeper than {MAX_EXTENDS_DEPTH} files", extends_loc)
+    if not parent.is_file():
+        raise SpecError(f"parent spec '{parent_ref}' not found (looked for {parent})", extends_loc)
+    base = load_raw(parent, chain)
+    dotted = {k: raw[k] for k in raw if "." in k}
+    plain = LocDict({k: v for k, v in raw.items() if "." not in k}, loc=raw.loc, key_locs=raw.key_locs)
+    merged = merge(base, plain)
+    for key, value in dotted.items():
+        set_path(merged, key, value, raw.key_locs[key])
+    return merged
+
+
+def merge(base: Any, over: Any) -> Any:
+    """Deep-merge `over` onto `base`: mappings merge key by key, anything else is replaced."""
+    if isinstance(base, LocDict) and isinstance(over, LocDict):
+        result = LocDict(base, loc=base.loc, key_locs=base.key_locs)
+        for key, value in over.items():
+            result[key] = merge(base[key], value) if key in base else value
+            result.key_locs[key] = over.loc_of(key)
+        return result
+    return over
+
+
+def set_path(root: LocDict, dotted: str, value: Any, loc: Loc) -> None:
+    """Set `value` at `a.b.2.c`; a list step is an index or the `name` of an item."""
+    steps = dotted.split(".")
+    node: Any = root
+    walked: list[str] = []
+    for i, step in enumerate(steps):
+        last = i == len(steps) - 1
+        if isinstance(node, LocDict):
+            if last:
+                node[step] = value
+                node.key_locs[step] = loc
+                return
+            if step not in node:
+                node[step] = LocDict(loc=loc)
+                node.key_locs[step] = loc
+            node = node[step]
+        elif isinstance(node, LocList):
+            index = _list_index(node, step)
+            if index is None:
+                names = [str(item.get("name")) for item in node if isinstance(item, dict) and "name" in item]
+                hint = did_you_mean(step, names) or (f"; names there: {', '.join(names)}" if names else "")
+                where = ".".join(walked) or "the spec"
+                raise SpecError(f"override '{dotted}': no item '{step}' in {where} (an index 0..{len(node) - 1} or a name){hint}", loc)
+            if last:
+                node[index] = value
+                return
+            node = node[index]
+        else:
+            raise SpecError(f"override '{dotted}': '{'.'.join(walked)}' is a value, not a mapping or list", loc)
+        walked.append(step)
+
+
+def _list_index(items: LocList, step: str) -> int | None:
+    if step.lstrip("-").isdigit():
+        index = int(step)
+        return index if -len(items) <= index < len(items) else None
+    for index, item in enumerate(items):
+        if isinstance(item, dict) and item.get("name") == step:
+            return index
+    return None
+
+
+def parse_override(text: str) -> tuple[str, Any, Loc]:
+    """`stages.2.repeat=36` from the command line into (path, value, loc)."""
+    loc = Loc(f"--set {text}", 1, 1)
+    if "=" not in text:
+        raise SpecError("an override reads PATH=VALUE, e.g. layers.layer3.repeat=36", loc)
+    path, value_text = text.split("=", 1)
+    if not path or any(not step for step in path.split(".")):
+        raise SpecError(f"'{path}' is not a dotted path", loc)
+    return path, parse_yaml(value_text, f"--set {text}") if value_text else "", loc
+
+
+def apply_overrides(raw: LocDict, overrides: dict[str, Any] | list[str] | None) -> LocDict:
+    """Apply `{path: value}` (API) or `['path=value', ...]` (CLI) overrides in order."""
+    if not overrides:
+        return raw
+    if isinstance(overrides, dict):
+        items = [(path, value, Loc(f"override {path}", 1, 1)) for path, value in overrides.items()]
+    else:
+        items = [parse_override(text) for text in overrides]
+    for path, value, loc in items:
+        set_path(raw, path, value, loc)
+    return raw
+
+
+def to_plain(node: Any) -> Any:
+    """The raw tree as plain dicts and lists (for checkpoints and JSON)."""
+    if isinstance(node, dict):
+        return {k: to_plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [to_plain(v) for v in node]
+    return node

@@ -123,8 +123,10 @@ def cmd_summary(args: argparse.Namespace) -> int:
     for r in data["layers"]:
         print(f"{r['name']:<{width}}{r['type']:<14}{fmt_shape(tuple(r['output_shape'])):>14}"
               f"{r['params']:>14,}{r['macs']:>16,}")
-    print(f"total: {data['params']:,} parameters ({human(data['params'])}), {data['macs']:,} MACs "
-          f"({human(data['macs'])}, = {human(2 * data['macs'])}FLOPs), output {fmt_shape(tuple(data['output_shape']))}")
+    print(f"parameters  {data['params']:,} ({human(data['params'])})")
+    print(f"MACs        {data['macs']:,} ({human(data['macs'])}), multiply-adds of the conv and linear layers")
+    print(f"FLOPs       {human(2 * data['macs'])} (2 per MAC, as torch.utils.flop_counter counts)")
+    print(f"output      {fmt_shape(tuple(data['output_shape']))}")
     return 0
 
 

@@ -74,7 +74,7 @@ def transfer(source: Mapping[str, torch.Tensor] | nn.Module, model: nn.Module) -
             pairs = list(zip(ours[a0:a1], theirs[b0:b1])) if a1 - a0 == b1 - b0 else []
             if pairs and all(_roles(o) == _roles(t) for o, t in pairs):
                 for (op_, ot), (tp, tt) in pairs:
-                    for role in sorted(ot):
+                    for role in ot:
                         if ot[role].shape != tt[role].shape:
                             report.mismatched.append((_key(op_, role), _key(tp, role), tuple(ot[role].shape), tuple(tt[role].shape)))
                         else:

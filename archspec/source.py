@@ -5,6 +5,7 @@ Safe loading only. `extends: parent.yaml` merges the file onto its parent; keys 
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +104,9 @@ def _yaml_message(exc: yaml.MarkedYAMLError) -> str:
     if "'\\t'" in problem or "\\t" in problem:
         return "tab character in indentation; YAML indents with spaces only"
     if isinstance(exc, yaml.constructor.ConstructorError) and "tag" in problem:
-        return f"YAML tags are not allowed in specs ({problem.split('tag')[-1].strip()}); a spec holds plain data only"
+        tag = re.search(r"'([^']*)'", problem)
+        name = tag.group(1).replace("tag:yaml.org,2002:", "!!") if tag else "?"
+        return f"the YAML tag {name} is not allowed; a spec holds plain data only"
     return f"not valid YAML: {problem}"
 
 
@@ -130,9 +133,9 @@ def load_raw(path: str | Path, _chain: tuple[Path, ...] = ()) -> LocDict:
     extends_loc = raw.key_locs.pop("extends")
     if not isinstance(parent_ref, str):
         raise SpecError("'extends' takes the path of a parent spec file", extends_loc)
-    parent = (path.parent / parent_ref).resolve()
+    parent = path.parent / parent_ref
     chain = _chain + (path.resolve(),)
-    if parent in chain:
+    if parent.resolve() in chain:
         cycle = " -> ".join(p.name for p in chain + (parent,))
         raise SpecError(f"'extends' makes a cycle: {cycle}", extends_loc)
     if len(chain) > MAX_EXTENDS_DEPTH:

@@ -121,12 +121,24 @@ def _check_defaults(defaults: Any) -> None:
 
 
 def _translate(exc: ValidationError, raw: LocDict) -> SpecError:
-    """The first pydantic error, located in the raw tree and worded for a spec author."""
+    """The most specific pydantic error, located in the raw tree and worded for a spec author."""
     errors = exc.errors()
-    error = errors[0]
+    error = max(errors, key=lambda e: len(e["loc"]))  # a union's deepest branch says the most
+    position, block, path, field = _locate(error["loc"], raw)
+    kind = str(block.get("type", "")) if block else ""
+    message = _message(error, block, kind, field)
+    if block is not None and error["type"] in ("union_tag_invalid", "union_tag_not_found") and isinstance(block, LocDict):
+        position = block.loc_of("type")
+    others = {_locate(e["loc"], raw)[2:] for e in errors} - {(path, field)}
+    more = f" (+{len(others)} more problems)" if others else ""
+    return SpecError(message + more, position, path, kind if kind in BLOCK_TYPES else "")
+
+
+def _locate(steps: tuple[Any, ...], raw: LocDict) -> tuple[Loc, Any, str, str | None]:
+    """Follow a pydantic error location through the raw tree: (position, block dict, block path, field)."""
     node: Any = raw
     position, block, path, field = raw.loc, None, [], None
-    for step in error["loc"]:
+    for step in steps:
         if isinstance(node, LocDict) and isinstance(step, str) and step in node:
             position, node, field = node.loc_of(step), node[step], step
         elif isinstance(node, LocList) and isinstance(step, int) and 0 <= step < len(node):
@@ -135,17 +147,12 @@ def _translate(exc: ValidationError, raw: LocDict) -> SpecError:
             continue  # a union member's tag, or a key that is absent (missing / extra)
         if isinstance(node, str) and isinstance(step, int):
             node = {"type": node}
-        if isinstance(node, dict) and "type" in node:
+        if isinstance(node, dict) and ("type" in node or isinstance(step, int)):
             block, field = node, None
             path.append(str(node.get("name") or step))
         elif block is None and isinstance(step, str) and step != "layers":
             path.append(step)
-    kind = str(block.get("type", "")) if block else ""
-    message = _message(error, block, kind, field)
-    if block is not None and error["type"] in ("union_tag_invalid", "union_tag_not_found") and isinstance(block, LocDict):
-        position = block.loc_of("type")
-    more = f" (+{len(errors) - 1} more problems)" if len(errors) > 1 else ""
-    return SpecError(message + more, position, ".".join(path), kind if kind in BLOCK_TYPES else "")
+    return position, block, ".".join(path), field
 
 
 def _message(error: dict[str, Any], block: Any, kind: str, field: str | None) -> str:

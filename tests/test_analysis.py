@@ -1,0 +1,83 @@
+"""Analysis without torch, checked against the compiled modules and against the papers."""
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+import torch
+
+import archspec
+from archspec.blocks.base import window_out
+from conftest import ALL_SPECS, SPECS, spec_params
+
+
+@pytest.mark.parametrize("path", spec_params(ALL_SPECS))
+def test_every_node_matches_its_compiled_module(path: Path) -> None:
+    """Each analysed block's params equal its submodule's numel; its output shape is what torch gives."""
+    spec = archspec.load(path)
+    model = archspec.compile(spec, device="meta")
+    root = spec.analyse()
+    for node in root.walk():
+        module = model if node is root else model.get_submodule(node.path)
+        assert sum(p.numel() for p in module.parameters()) == node.params, node.path
+    shapes: dict[str, tuple[int, ...]] = {}
+    hooks = [model.get_submodule(n.path).register_forward_hook(
+        lambda m, i, o, path=n.path: shapes.__setitem__(path, tuple(o.shape[1:]))) for n in root.walk() if n is not root]
+    with torch.no_grad():
+        model(torch.empty(1, *spec.input.shape, device="meta"))
+    for hook in hooks:
+        hook.remove()
+    for node in root.walk():
+        if node is not root:
+            assert shapes[node.path] == node.out_shape, node.path
+
+
+def test_alexnet_original_matches_the_paper() -> None:
+    """Krizhevsky et al. 2012, Figure 2: 60 million parameters, 650,000 neurons.
+
+    Hand derivation (weights + biases; conv2/4/5 see only their own GPU's half, groups=2):
+      conv1  96 * 3*11*11 + 96       =     34,944
+      conv2 256 * 48*5*5 + 256       =    307,456
+      conv3 384 * 256*3*3 + 384      =    885,120
+      conv4 384 * 192*3*3 + 384      =    663,936
+      conv5 256 * 192*3*3 + 256      =    442,624
+      fc6  4096 * 9216 + 4096        = 37,752,832
+      fc7  4096 * 4096 + 4096        = 16,781,312
+      fc8  1000 * 4096 + 1000        =  4,097,000
+      total                          = 60,965,224  ("60 million")
+    """
+    spec = archspec.load(SPECS / "alexnet_original.yaml")
+    by_layer = {n.name: n.params for n in spec.analyse().children if n.params}
+    assert by_layer == {"conv1": 34_944, "conv2": 307_456, "conv3": 885_120, "conv4": 663_936,
+                        "conv5": 442_624, "fc6": 37_752_832, "fc7": 16_781_312, "fc8": 4_097_000}
+    assert spec.params == 60_965_224
+    # The feature maps of Figure 2: 55x55x96 -> 27x27x256 -> 13x13x384 -> 13x13x384 -> 13x13x256.
+    shapes = {n.name: n.out_shape for n in spec.analyse().children}
+    assert shapes["conv1"] == (96, 55, 55) and shapes["conv2"] == (256, 27, 27)
+    assert shapes["conv3"] == shapes["conv4"] == (384, 13, 13) and shapes["conv5"] == (256, 13, 13)
+    # "650,000 neurons": the conv and fc outputs (the paper counts the 224-input net loosely).
+    neurons = sum(torch.Size(n.out_shape).numel() for n in spec.analyse().children if n.type in ("conv", "linear"))
+    assert 600_000 < neurons < 700_000
+
+
+def test_alexnet_original_compiles_with_two_groups() -> None:
+    model = archspec.build(SPECS / "alexnet_original.yaml")
+    assert [m.groups for m in model.modules() if isinstance(m, torch.nn.Conv2d)] == [1, 2, 1, 2, 2]
+    with torch.no_grad():
+        assert model.eval()(torch.randn(1, 3, 227, 227)).shape == (1, 1000)
+
+
+@pytest.mark.parametrize("size,kernel,stride,padding,ceil", [
+    c for c in itertools.product([1, 5, 6, 7, 13, 14, 55, 56], [1, 2, 3, 5], [1, 2, 3], [0, 1, 2], [False, True])
+    if c[3] <= c[1] // 2 and c[0] + 2 * c[3] >= c[1]])
+def test_window_arithmetic_equals_torch(size: int, kernel: int, stride: int, padding: int, ceil: bool) -> None:
+    pooled = torch.nn.functional.max_pool2d(torch.zeros(1, 1, size, size), kernel, stride, padding, ceil_mode=ceil)
+    assert window_out(size, kernel, stride, padding, 1, ceil) == pooled.shape[-1]
+
+
+def test_analysis_does_not_need_torch_tensors() -> None:
+    spec = archspec.load(SPECS / "resnet152.yaml")
+    counts = {t: sum(1 for n in spec.analyse().walk() if n.type == t) for t in ("bottleneck", "conv")}
+    assert counts["bottleneck"] == 3 + 8 + 36 + 3
+    assert counts["conv"] == 1 + 3 * 50 + 4  # stem, three per block, four projection shortcuts

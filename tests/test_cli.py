@@ -1,0 +1,122 @@
+"""The command line: validate (no torch), build (+ checkpoint), summary, schema."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import archspec
+from archspec.cli import main
+from conftest import ROOT, SPECS
+
+NO_TORCH = """
+import sys, runpy
+sys.argv = ["cli.py", *sys.argv[1:]]
+try:
+    runpy.run_path("cli.py", run_name="__main__")
+except SystemExit as exit:
+    code = exit.code
+leaked = sorted(m for m in sys.modules if m == "torch" or m.startswith("torch."))
+print("TORCH-MODULES", len(leaked), file=sys.stderr)
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize("args", [["validate", *sorted(str(p.relative_to(ROOT)) for p in SPECS.glob("*.yaml"))],
+                                  ["summary", "specs/resnet152.yaml"], ["summary", "specs/vgg19_bn.yaml", "--json"]])
+def test_spec_commands_do_not_import_torch(args: list[str]) -> None:
+    result = subprocess.run([sys.executable, "-c", NO_TORCH, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "TORCH-MODULES 0" in result.stderr
+
+
+def test_validate_reports_every_spec(capsys: pytest.CaptureFixture[str]) -> None:
+    paths = sorted(str(p) for p in SPECS.glob("*.yaml"))
+    assert main(["validate", *paths]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == len(paths) and all(line.startswith("ok  ") for line in out)
+
+
+def test_build_prints_totals_and_writes_a_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    checkpoint = tmp_path / "r18.pt"
+    assert main(["build", str(SPECS / "resnet18.yaml"), "--set", "layers.fc.out=10", "-o", str(checkpoint)]) == 0
+    out = capsys.readouterr().out
+    assert "parameters   11,181,642" in out  # resnet18 with a 10-class head
+    assert "MACs         1,813,566,464" in out  # 1,814,073,344 - 512 * (1000 - 10)
+    assert "output       1x10" in out
+    assert [p.name for p in tmp_path.iterdir()] == ["r18.pt"]  # no temporary files left behind
+
+    saved = torch.load(checkpoint, weights_only=True)
+    assert saved["spec"]["layers"][-1] == {"name": "fc", "type": "linear", "out": 10}
+    # The checkpoint loads back, through the CLI and the API, with every tensor equal.
+    assert main(["build", str(SPECS / "resnet18.yaml"), "--set", "layers.fc.out=10", "--weights", str(checkpoint)]) == 0
+    assert "missing 0, unexpected 0, mismatched 0" in capsys.readouterr().out
+    model = archspec.build(SPECS / "resnet18.yaml", overrides={"layers.fc.out": 10}, weights=checkpoint)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, saved["state_dict"][key])
+
+
+def test_build_refuses_to_overwrite_its_spec(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "net.yaml"
+    spec.write_text((SPECS / "resnet18.yaml").read_text())
+    assert main(["build", str(spec), "-o", str(spec)]) == 1
+    assert "refusing to overwrite the input spec" in capsys.readouterr().err
+    assert spec.read_text() == (SPECS / "resnet18.yaml").read_text()
+
+
+def test_build_with_wrong_weights_fails_cleanly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    weights = tmp_path / "r18.pt"
+    torch.save(archspec.build(SPECS / "resnet18.yaml").state_dict(), weights)
+    assert main(["build", str(SPECS / "resnet34.yaml"), "--weights", str(weights)]) == 1
+    assert "the weights do not fit this spec" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_readme_build_command() -> None:
+    result = subprocess.run([sys.executable, "cli.py", "build", "specs/resnet152.yaml"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "parameters   60,192,808" in result.stdout and "output       1x1000" in result.stdout
+
+
+def test_summary_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["summary", str(SPECS / "resnet50.yaml"), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert {k: data[k] for k in ("name", "params", "macs", "input_shape", "output_shape")} == {
+        "name": "resnet50", "params": 25_557_032, "macs": 4_089_184_256,
+        "input_shape": [3, 224, 224], "output_shape": [1000]}
+    assert sum(layer["params"] for layer in data["layers"]) == data["params"]
+    assert data["layers"][2] == {"name": "layer1", "type": "stage", "output_shape": [256, 56, 56],
+                                 "params": 215_808, "macs": 667_942_912}
+
+
+def test_summary_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["summary", str(SPECS / "vgg16.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "parameters  138,357,544 (138.358 M)" in out
+    assert "MACs        15,470,264,320 (15.470 G)" in out and "FLOPs       30.941 G" in out
+
+
+def test_schema_lists_every_block_type(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    types = {t for d in schema["$defs"].values() for t in _literal_types(d)}
+    assert {"conv", "bottleneck", "basic", "stage", "residual", "lrn", "relu"} <= types
+
+
+def _literal_types(definition: dict) -> list[str]:
+    prop = definition.get("properties", {}).get("type", {})
+    return [prop["const"]] if "const" in prop else prop.get("enum", [])
+
+
+def test_console_script_entry_point() -> None:
+    # `archspec` (pyproject [project.scripts]) and `python cli.py` run the same main().
+    text = (ROOT / "pyproject.toml").read_text()
+    assert 'archspec = "archspec.cli:main"' in text
+    result = subprocess.run([sys.executable, "-m", "archspec.cli", "validate", "specs/alexnet.yaml"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "61,100,840 params" in result.stdout

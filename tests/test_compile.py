@@ -1,0 +1,114 @@
+"""The compiled module: names from the spec, straight-line forward, any device/dtype, init schemes."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+
+import archspec
+from archspec.init import SCHEMES
+from archspec.interop import transfer
+from archspec.spec import INIT_SCHEMES
+from conftest import SPECS
+
+
+def test_module_names_mirror_the_spec() -> None:
+    model = archspec.build(SPECS / "resnet50.yaml", device="meta")
+    names = set(model.state_dict())
+    assert {"conv1.conv.weight", "conv1.norm.running_var", "layer3.5.conv2.conv.weight",
+            "layer2.0.shortcut.conv.weight", "fc.weight"} <= names
+    assert "layer2.1.shortcut.conv.weight" not in names  # identity shortcut after the first block
+    assert isinstance(model.get_submodule("layer1.0.conv2.conv"), torch.nn.Conv2d)
+
+
+def test_meta_build_is_instant_and_allocates_nothing() -> None:
+    model = archspec.build(SPECS / "resnext101_32x8d.yaml", device="meta")
+    assert all(p.is_meta for p in model.parameters())
+    assert sum(p.numel() for p in model.parameters()) == 88_791_336
+
+
+def test_dtype() -> None:
+    model = archspec.build(SPECS / "resnet18.yaml", dtype=torch.float64)
+    assert {p.dtype for p in model.parameters()} == {torch.float64}
+    with torch.no_grad():
+        assert model.eval()(torch.randn(1, 3, 64, 64, dtype=torch.float64)).dtype == torch.float64
+
+
+@pytest.mark.parametrize("name", ["resnet50", "vgg11_bn", "alexnet_original"])
+def test_forward_is_straight_line(name: str) -> None:
+    """torch.fx traces only code without Python branching on tensor values."""
+    model = archspec.build(SPECS / f"{name}.yaml").eval()
+    traced = torch.fx.symbolic_trace(model)
+    x = torch.randn(1, *archspec.load(SPECS / f"{name}.yaml").input.shape)
+    with torch.no_grad():
+        assert torch.equal(traced(x), model(x))
+
+
+def test_every_init_scheme_has_an_implementation() -> None:
+    assert set(INIT_SCHEMES) == set(SCHEMES)
+
+
+def test_resnet_init_matches_torchvision() -> None:
+    torch.manual_seed(0)
+    ours = archspec.build(SPECS / "resnet50.yaml")
+    ref = torchvision.models.resnet50()
+    conv, ref_conv = ours.get_submodule("layer3.0.conv2.conv"), ref.layer3[0].conv2
+    fan_out = conv.out_channels * 9
+    for weight in (conv.weight, ref_conv.weight):
+        assert weight.std().item() == pytest.approx(math.sqrt(2 / fan_out), rel=0.05)
+    norm = ours.get_submodule("layer3.0.conv2.norm")
+    assert torch.equal(norm.weight, torch.ones_like(norm.weight)) and torch.equal(norm.bias, torch.zeros_like(norm.bias))
+    assert ours.fc.weight.abs().max().item() <= 1 / math.sqrt(2048)  # nn.Linear's own uniform init, as torchvision
+
+
+def test_vgg_init_matches_torchvision() -> None:
+    model = archspec.build(SPECS / "vgg11.yaml")
+    assert model.fc7.weight.std().item() == pytest.approx(0.01, rel=0.02)
+    assert torch.count_nonzero(model.fc7.bias) == 0
+    conv = model.get_submodule("stage3.0.conv")
+    assert conv.weight.std().item() == pytest.approx(math.sqrt(2 / (256 * 9)), rel=0.05)
+    assert torch.count_nonzero(conv.bias) == 0
+
+
+def test_training_step_runs() -> None:
+    model = archspec.build(SPECS / "resnet18.yaml", overrides={"layers.fc.out": 5}).train()
+    optimiser = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(4, 3, 64, 64), torch.tensor([0, 1, 2, 3])
+    before = model.fc.weight.clone()
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    optimiser.step()
+    assert not torch.equal(before, model.fc.weight)
+    assert model.get_submodule("conv1.norm").num_batches_tracked.item() == 1
+
+
+def test_transfer_report_names_what_did_not_fit() -> None:
+    ours = archspec.build(SPECS / "resnet50.yaml", overrides={"layers.fc.out": 10})
+    report = transfer(torchvision.models.resnet50(), ours)
+    assert not report.ok
+    assert [m[:2] for m in report.mismatched] == [("fc.weight", "fc.weight"), ("fc.bias", "fc.bias")]
+    assert report.mismatched[0][2:] == ((10, 2048), (1000, 2048))
+    assert len(report.transferred) == 318 and not report.missing and not report.unexpected
+    with pytest.raises(ValueError, match="do not fit"):
+        archspec.build(SPECS / "resnet50.yaml", overrides={"layers.fc.out": 10}, weights=torchvision.models.resnet50().state_dict())
+
+
+def test_transfer_report_missing_and_unexpected() -> None:
+    # VGG-11 weights into VGG-11-BN: every conv and linear fits, the BN layers have no source.
+    report = transfer(torchvision.models.vgg11(), archspec.build(SPECS / "vgg11_bn.yaml", device="meta").to_empty(device="cpu"))
+    assert len(report.missing) == 8 * 5 and not report.unexpected and not report.mismatched
+    assert report.missing[0] == "stage1.0.norm.weight"
+    assert "missing 40" in str(report)
+
+
+def test_torchvision_state_dict_file_loads(tmp_path: Path) -> None:
+    ref = torchvision.models.resnet18().eval()
+    torch.save(ref.state_dict(), tmp_path / "resnet18.pth")
+    model = archspec.build(SPECS / "resnet18.yaml", weights=tmp_path / "resnet18.pth").eval()
+    assert model.transfer_report.ok
+    x = torch.randn(1, 3, 96, 96)
+    with torch.no_grad():
+        assert (model(x) - ref(x)).abs().max().item() <= 1e-5

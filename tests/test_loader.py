@@ -1,0 +1,117 @@
+"""Loader: positions, extends, dotted overrides (file, API and CLI), shorthand and defaults."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import archspec
+from archspec import SpecError
+from archspec.source import load_raw
+from conftest import SPECS
+
+
+def write(tmp: Path, name: str, text: str) -> Path:
+    path = tmp / name
+    path.write_text(text)
+    return path
+
+
+BASE = """\
+name: base
+input: {size: 32}
+defaults:
+  conv: {kernel: 3, activation: relu}
+layers:
+  - {name: stem, type: conv, out: 8}
+  - {name: body, type: stage, repeat: 2, block: {type: basic, out: 8}}
+  - {name: pool, type: global_pool, flatten: true}
+  - {name: fc, type: linear, out: 10}
+"""
+
+
+def test_every_node_keeps_its_position(tmp_path: Path) -> None:
+    raw = load_raw(write(tmp_path, "base.yaml", BASE))
+    assert (raw.loc_of("layers").line, raw.loc_of("layers").col) == (5, 1)
+    stage = raw["layers"][1]
+    assert (stage.loc.line, stage.loc.col) == (7, 5)
+    assert stage["block"].loc_of("out").line == 7
+
+
+def test_extends_merges_and_overrides_by_name_and_index(tmp_path: Path) -> None:
+    write(tmp_path, "base.yaml", BASE)
+    child = write(tmp_path, "child.yaml", """\
+extends: base.yaml
+name: child
+input: {size: 64}            # merges: channels stay 3
+defaults.conv.norm: batch    # dotted path into a mapping
+layers.body.repeat: 5        # a list step by name
+layers.3.out: 100            # ... or by index
+""")
+    spec = archspec.load(child)
+    assert spec.name == "child"
+    assert spec.input.shape == (3, 64, 64)
+    assert spec.layers[1].repeat == 5
+    assert spec.layers[3].out == 100
+    assert spec.layers[0].norm == "batch" and spec.layers[0].activation == "relu"
+    assert spec.output_shape == (100,)
+
+
+def test_api_and_cli_overrides_agree() -> None:
+    by_api = archspec.load(SPECS / "resnet50.yaml", overrides={"layers.layer3.repeat": 36, "layers.layer2.repeat": 8})
+    by_cli = archspec.load(SPECS / "resnet50.yaml", overrides=["layers.layer3.repeat=36", "layers.layer2.repeat=8"])
+    resnet152 = archspec.load(SPECS / "resnet152.yaml")
+    assert by_api.params == by_cli.params == resnet152.params == 60_192_808
+    assert by_api.macs == resnet152.macs
+
+
+def test_override_can_replace_a_whole_block() -> None:
+    spec = archspec.load(SPECS / "resnet18.yaml", overrides=["layers.fc={type: linear, out: 10}"])
+    assert spec.output_shape == (10,)
+
+
+def test_overrides_are_typed_and_located() -> None:
+    with pytest.raises(SpecError) as err:
+        archspec.load(SPECS / "resnet50.yaml", overrides=["layers.layer3.repeat=many"])
+    assert err.value.path == "layer3" and err.value.block_type == "stage"
+    with pytest.raises(SpecError, match="reads PATH=VALUE"):
+        archspec.load(SPECS / "resnet50.yaml", overrides=["layers.layer3.repeat"])
+
+
+def test_deep_extends_chain_and_parent_unchanged() -> None:
+    # resnext101_32x8d extends resnet101 extends resnet50; resnet50 itself stays as it is.
+    assert archspec.load(SPECS / "resnext101_32x8d.yaml").params == 88_791_336
+    assert archspec.load(SPECS / "resnet50.yaml").params == 25_557_032
+
+
+def test_bare_string_is_shorthand_for_a_type(tmp_path: Path) -> None:
+    spec = archspec.load(write(tmp_path, "s.yaml", "name: s\ninput: {size: 4}\nlayers: [flatten, relu, {type: linear, out: 3}]\n"))
+    assert [b.type for b in spec.layers] == ["flatten", "relu", "linear"]
+    assert spec.params == 48 * 3 + 3
+
+
+def test_block_fields_win_over_defaults(tmp_path: Path) -> None:
+    spec = archspec.load(write(tmp_path, "d.yaml", """\
+name: d
+input: {size: 8}
+defaults:
+  conv: {kernel: 3, bias: false}
+layers:
+  - {type: conv, out: 4}
+  - {type: conv, out: 4, kernel: 1, bias: true}
+"""))
+    assert spec.layers[0].kernel == 3 and spec.layers[0].bias is False
+    assert spec.layers[1].kernel == 1 and spec.layers[1].bias is True
+
+
+def test_loads_from_text() -> None:
+    spec = archspec.loads("name: t\ninput: {channels: 1, size: [8, 6]}\nlayers: [{type: conv, out: 2, kernel: 3, padding: 0}]\n")
+    assert spec.output_shape == (2, 6, 4)
+
+
+def test_errors_from_a_parent_point_into_the_parent(tmp_path: Path) -> None:
+    write(tmp_path, "parent.yaml", BASE.replace("out: 10", "out: 0"))
+    child = write(tmp_path, "child.yaml", "extends: parent.yaml\nname: child\n")
+    with pytest.raises(SpecError) as err:
+        archspec.load(child)
+    assert err.value.loc.file.endswith("parent.yaml") and err.value.loc.line == 9

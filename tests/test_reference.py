@@ -1,0 +1,53 @@
+"""Every spec with a torchvision/timm reference matches it exactly: parameters, MACs, outputs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import archspec
+from archspec.interop import transfer
+from conftest import REFERENCED, reference_model, spec_params
+
+
+def _published_gmacs(reference: str) -> float | None:
+    package, name = reference.split(":")
+    if package != "torchvision":
+        return None
+    import torchvision
+
+    return torchvision.models.get_model_weights(name).DEFAULT.meta["_ops"]
+
+
+@pytest.mark.parametrize("path", spec_params(REFERENCED))
+def test_matches_reference(path: Path) -> None:
+    torch.manual_seed(0)
+    spec = archspec.load(path)
+    ref = reference_model(spec.reference).eval()
+    ours = archspec.compile(spec).eval()
+
+    # Parameters: reference count, compiled count and the analysis all agree.
+    ref_params = sum(p.numel() for p in ref.parameters())
+    assert sum(p.numel() for p in ours.parameters()) == ref_params
+    assert spec.params == ref_params
+
+    # MACs: torchvision's published GFLOPS (really GMACs, 3 decimals) and FlopCounter (2 FLOPs per MAC).
+    published = _published_gmacs(spec.reference)
+    if published is not None:
+        assert round(spec.macs / 1e9, 3) == pytest.approx(published, abs=1e-9)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        ours(torch.randn(1, *spec.input.shape))
+    assert counter.get_total_flops() == 2 * spec.macs
+
+    # Outputs: copy the reference's random weights over and compare in eval mode.
+    report = transfer(ref, ours)
+    assert report.ok, str(report)
+    assert report.values == sum(t.numel() for t in ref.state_dict().values())
+    x = torch.randn(2, 3, 112, 112)
+    with torch.no_grad():
+        expected, got = ref(x), ours(x)
+    assert got.shape == expected.shape
+    assert (got - expected).abs().max().item() <= 1e-4

@@ -15,7 +15,9 @@ def compile(spec: Spec, device: str | torch.device | None = None, dtype: torch.d
     """Build the module tree named after the spec. On `meta` nothing is allocated."""
     root = spec.analyse()
     with torch.device(device or "cpu"):
-        model = Network([(c.name, c.block.build(c)) for c in root.children], spec.name)
+        layers = [(c.name, c.block.build(c)) for c in root.children if not c.aux]
+        heads = [(c.name, c.block.tap, c.block.build(c)) for c in root.children if c.aux]
+        model = Network(layers, heads, spec.name)
         if torch.device(device or "cpu").type != "meta":
             initialise(model, spec.init)
     if dtype is not None:

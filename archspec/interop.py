@@ -3,15 +3,16 @@
 The mapping is structural, not by names: both state_dicts are cut into per-module groups
 (a conv's weight, a BN's weight/bias/running stats, ...) in definition order, each group
 is reduced to its signature (tensor roles and shapes), and the two signature sequences
-are aligned. Aligned groups are copied; the rest is reported as missing, unexpected or
-mismatched (same roles, other shapes).
+are aligned (longest common subsequence; what is left is aligned again, for layers defined
+in another order, such as auxiliary heads). Aligned groups are copied; the rest is reported
+as missing, unexpected or mismatched (same roles, other shapes).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from difflib import SequenceMatcher
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
@@ -56,32 +57,75 @@ def _roles(group: Group) -> tuple[str, ...]:
     return tuple(sorted(group[1]))
 
 
+def _tokens(prefix: str) -> frozenset[str]:
+    return frozenset(re.findall(r"[a-z]+|\d+", prefix.lower()))
+
+
+def _align(ours: list[Group], theirs: list[Group], key: Callable[[Group], Any]) -> list[tuple[int, int]]:
+    """Order-preserving alignment of equal keys that keeps the most groups (a longest common
+    subsequence). Among equally long alignments it prefers pairs whose names share words, which
+    only breaks ties between same-shaped layers (a classifier and an auxiliary head's, say)."""
+    a, b = [key(g) for g in ours], [key(g) for g in theirs]
+    ta, tb = [_tokens(g[0]) for g in ours], [_tokens(g[0]) for g in theirs]
+    n, m = len(a), len(b)
+    score = [[0.0] * (m + 1) for _ in range(n + 1)]
+    for i in range(n - 1, -1, -1):
+        row, below = score[i], score[i + 1]
+        for j in range(m - 1, -1, -1):
+            best = max(below[j], row[j + 1])
+            if a[i] == b[j]:
+                union = len(ta[i] | tb[j]) or 1
+                best = max(best, 1.0 + 1e-4 * len(ta[i] & tb[j]) / union + below[j + 1])
+            row[j] = best
+    pairs, i, j = [], 0, 0
+    while i < n and j < m:
+        if a[i] == b[j] and score[i][j] == 1.0 + 1e-4 * len(ta[i] & tb[j]) / (len(ta[i] | tb[j]) or 1) + score[i + 1][j + 1]:
+            pairs.append((i, j))
+            i, j = i + 1, j + 1
+        elif score[i + 1][j] >= score[i][j + 1]:
+            i += 1
+        else:
+            j += 1
+    return pairs
+
+
+def _match(ours: list[Group], theirs: list[Group], key: Callable[[Group], Any]) -> tuple[list[tuple[int, int]], list[int], list[int]]:
+    """Align, then align what is left (layers defined in another order), until nothing more matches."""
+    left_ours, left_theirs, pairs = list(range(len(ours))), list(range(len(theirs))), []
+    while left_ours and left_theirs:
+        found = _align([ours[i] for i in left_ours], [theirs[j] for j in left_theirs], key)
+        if not found:
+            break
+        pairs += [(left_ours[i], left_theirs[j]) for i, j in found]
+        used_ours, used_theirs = {left_ours[i] for i, _ in found}, {left_theirs[j] for _, j in found}
+        left_ours = [i for i in left_ours if i not in used_ours]
+        left_theirs = [j for j in left_theirs if j not in used_theirs]
+    return pairs, left_ours, left_theirs
+
+
 def transfer(source: Mapping[str, torch.Tensor] | nn.Module, model: nn.Module) -> TransferReport:
     """Copy `source` (a state_dict or module) into `model` in place; report what happened."""
     theirs = _groups(source.state_dict() if isinstance(source, nn.Module) else source)
     ours = _groups(model.state_dict())
     report = TransferReport()
-    matcher = SequenceMatcher(None, [_signature(g) for g in ours], [_signature(g) for g in theirs], autojunk=False)
+    pairs, left_ours, left_theirs = _match(ours, theirs, _signature)
     with torch.no_grad():
-        for op, a0, a1, b0, b1 in matcher.get_opcodes():
-            if op == "equal":
-                for (our_prefix, our_tensors), (their_prefix, their_tensors) in zip(ours[a0:a1], theirs[b0:b1]):
-                    for role, tensor in our_tensors.items():
-                        tensor.copy_(their_tensors[role])
-                        report.transferred.append((_key(our_prefix, role), _key(their_prefix, role)))
-                        report.values += tensor.numel()
-                continue
-            pairs = list(zip(ours[a0:a1], theirs[b0:b1])) if a1 - a0 == b1 - b0 else []
-            if pairs and all(_roles(o) == _roles(t) for o, t in pairs):
-                for (op_, ot), (tp, tt) in pairs:
-                    for role in ot:
-                        if ot[role].shape != tt[role].shape:
-                            report.mismatched.append((_key(op_, role), _key(tp, role), tuple(ot[role].shape), tuple(tt[role].shape)))
-                        else:
-                            report.missing.append(_key(op_, role))
-                continue
-            report.missing += [_key(p, r) for p, ts in ours[a0:a1] for r in ts]
-            report.unexpected += [_key(p, r) for p, ts in theirs[b0:b1] for r in ts]
+        for i, j in sorted(pairs):
+            (our_prefix, our_tensors), (their_prefix, their_tensors) = ours[i], theirs[j]
+            for role, tensor in our_tensors.items():
+                tensor.copy_(their_tensors[role])
+                report.transferred.append((_key(our_prefix, role), _key(their_prefix, role)))
+                report.values += tensor.numel()
+    # What is left has no same-shaped partner: pair same-role layers to report shape mismatches.
+    rest_ours, rest_theirs = [ours[i] for i in left_ours], [theirs[j] for j in left_theirs]
+    same_roles, _, _ = _match(rest_ours, rest_theirs, _roles)
+    for i, j in sorted(same_roles):
+        (op, ot), (tp, tt) = rest_ours[i], rest_theirs[j]
+        for role in ot:
+            report.mismatched.append((_key(op, role), _key(tp, role), tuple(ot[role].shape), tuple(tt[role].shape)))
+    paired_ours, paired_theirs = {i for i, _ in same_roles}, {j for _, j in same_roles}
+    report.missing += [_key(p, r) for i, (p, ts) in enumerate(rest_ours) if i not in paired_ours for r in ts]
+    report.unexpected += [_key(p, r) for j, (p, ts) in enumerate(rest_theirs) if j not in paired_theirs for r in ts]
     return report
 
 

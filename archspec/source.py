@@ -14,6 +14,7 @@ import yaml
 from .errors import Loc, SpecError, did_you_mean
 
 MAX_EXTENDS_DEPTH = 32
+MAX_NODES = 1_000_000
 
 
 class LocDict(dict):
@@ -60,15 +61,20 @@ class _Loader(yaml.SafeLoader):
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LocDict:
-    loader.flatten_mapping(node)
+    own = sum(1 for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge")
+    loader.flatten_mapping(node)  # `<<: *anchor` pairs first (in precedence order), then the mapping's own keys
+    merged = len(node.value) - own
     result = LocDict(loc=loader._loc(node))
-    for key_node, value_node in node.value:
+    own_keys: set[str] = set()
+    for index, (key_node, value_node) in enumerate(node.value):
         key = loader.construct_object(key_node, deep=True)
         if not isinstance(key, (str, int, float, bool)):
             raise SpecError("mapping keys must be plain scalars", loader._loc(key_node))
         key = str(key)
-        if key in result:
-            raise SpecError(f"duplicate key '{key}' (first at line {result.key_locs[key].line})", loader._loc(key_node))
+        if index >= merged:
+            if key in own_keys:
+                raise SpecError(f"duplicate key '{key}' (first at line {result.key_locs[key].line})", loader._loc(key_node))
+            own_keys.add(key)
         result[key] = loader.construct_object(value_node, deep=True)
         result.key_locs[key] = loader._loc(key_node)
     return result
@@ -79,6 +85,8 @@ def _construct_sequence(loader: _Loader, node: yaml.SequenceNode) -> LocList:
     return LocList(items, loc=loader._loc(node), item_locs=[loader._loc(child) for child in node.value])
 
 
+_Loader.add_implicit_resolver(  # YAML 1.2 floats such as 1e-3, which YAML 1.1 reads as strings
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
 _Loader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
 _Loader.add_constructor("tag:yaml.org,2002:seq", _construct_sequence)
 
@@ -88,7 +96,7 @@ def parse_yaml(text: str, file: str) -> Any:
     loader = _Loader(text)
     loader.file = file
     try:
-        return loader.get_single_data()
+        return unshare(loader.get_single_data(), Loc(file, 1, 1))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         loc = Loc(file, mark.line + 1, mark.column + 1) if mark else Loc(file, 1, 1)
@@ -110,6 +118,36 @@ def _yaml_message(exc: yaml.MarkedYAMLError) -> str:
     return f"not valid YAML: {problem}"
 
 
+def unshare(node: Any, loc: Loc, limit: int = MAX_NODES) -> Any:
+    """A copy in which no two places share an object (YAML aliases do), so that an override changes
+    one place only. Refuses trees that expand past `limit` nodes (alias bombs)."""
+    count = 0
+
+    def copy(item: Any) -> Any:
+        nonlocal count
+        count += 1
+        if count > limit:
+            raise SpecError(f"the spec expands to more than {limit:,} YAML nodes (too many aliases?)", loc)
+        if isinstance(item, LocDict):
+            return LocDict({k: copy(v) for k, v in item.items()}, loc=item.loc, key_locs=item.key_locs)
+        if isinstance(item, LocList):
+            return LocList([copy(v) for v in item], loc=item.loc, item_locs=item.item_locs)
+        return item
+
+    return copy(node)
+
+
+def to_loc(value: Any, loc: Loc) -> Any:
+    """Plain Python data (an API override) as a raw tree located at `loc`."""
+    if isinstance(value, (LocDict, LocList)):
+        return value
+    if isinstance(value, dict):
+        return LocDict({str(k): to_loc(v, loc) for k, v in value.items()}, loc=loc, key_locs={str(k): loc for k in value})
+    if isinstance(value, (list, tuple)):
+        return LocList([to_loc(v, loc) for v in value], loc=loc, item_locs=[loc] * len(value))
+    return value
+
+
 def read_file(path: Path) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
@@ -127,8 +165,26 @@ def load_raw(path: str | Path, _chain: tuple[Path, ...] = ()) -> LocDict:
     """Read a spec file and everything it extends, returning one merged raw tree."""
     path = Path(path)
     raw = read_file(path)
-    if "extends" not in raw:
-        return raw
+    own, dotted = split_dotted(raw)
+    merged = _extend(own, path, _chain) if "extends" in own else own
+    return apply_dotted(merged, dotted)
+
+
+def split_dotted(raw: LocDict) -> tuple[LocDict, LocDict]:
+    """A file's own keys, and its dotted-path overrides (`layers.layer3.repeat: 23`)."""
+    own = LocDict({k: v for k, v in raw.items() if "." not in k}, loc=raw.loc, key_locs=raw.key_locs)
+    dotted = LocDict({k: v for k, v in raw.items() if "." in k}, loc=raw.loc, key_locs=raw.key_locs)
+    return own, dotted
+
+
+def apply_dotted(raw: LocDict, dotted: LocDict) -> LocDict:
+    for key, value in dotted.items():
+        set_path(raw, key, value, dotted.loc_of(key))
+    return raw
+
+
+def _extend(raw: LocDict, path: Path, _chain: tuple[Path, ...]) -> LocDict:
+    """`raw` merged onto the parent it names. A variant is another network: `reference` is not inherited."""
     parent_ref = raw.pop("extends")
     extends_loc = raw.key_locs.pop("extends")
     if not isinstance(parent_ref, str):
@@ -143,12 +199,8 @@ def load_raw(path: str | Path, _chain: tuple[Path, ...] = ()) -> LocDict:
     if not parent.is_file():
         raise SpecError(f"parent spec '{parent_ref}' not found (looked for {parent})", extends_loc)
     base = load_raw(parent, chain)
-    dotted = {k: raw[k] for k in raw if "." in k}
-    plain = LocDict({k: v for k, v in raw.items() if "." not in k}, loc=raw.loc, key_locs=raw.key_locs)
-    merged = merge(base, plain)
-    for key, value in dotted.items():
-        set_path(merged, key, value, raw.key_locs[key])
-    return merged
+    base.pop("reference", None)
+    return merge(base, raw)
 
 
 def merge(base: Any, over: Any) -> Any:
@@ -186,6 +238,9 @@ def set_path(root: LocDict, dotted: str, value: Any, loc: Loc) -> None:
                 where = ".".join(walked) or "the spec"
                 raise SpecError(f"override '{dotted}': no item '{step}' in {where} (an index 0..{len(node) - 1} or a name){hint}", loc)
             if last:
+                old = node[index]
+                if isinstance(value, LocDict) and isinstance(old, dict) and "name" in old and "name" not in value:
+                    value = LocDict({"name": old["name"], **value}, loc=value.loc, key_locs=value.key_locs)
                 node[index] = value
                 return
             node = node[index]
@@ -224,7 +279,7 @@ def apply_overrides(raw: LocDict, overrides: dict[str, Any] | list[str] | None) 
     else:
         items = [parse_override(text) for text in overrides]
     for path, value, loc in items:
-        set_path(raw, path, value, loc)
+        set_path(raw, path, to_loc(value, loc), loc)
     return raw
 
 

@@ -6,13 +6,17 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from .blocks import BLOCK_TYPES, BlockList, Node
+from .blocks import BLOCK_TYPES, AuxHead, BlockList, Node
 from .blocks.base import PosInt, Shape, check_unique_names, pair
 from .blocks.sequence import Sequence
 from .errors import Loc, SpecError, did_you_mean
-from .source import LocDict, LocList, apply_overrides, load_raw, loc_of, parse_yaml, to_plain
+from .scaling import Compound, ScaledField, Scaling, scale_blocks
+from .source import (LocDict, LocList, apply_dotted, apply_overrides, load_raw, loc_of, parse_yaml, set_path,
+                     split_dotted, to_plain)
 
-INIT_SCHEMES = ("default", "resnet", "vgg")
+INIT_SCHEMES = ("default", "resnet", "vgg", "googlenet", "inception_v3", "efficientnet", "mobilenet",
+                "timm_resnet", "timm_efficientnet")
+VARIANT_NAME = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]+$", max_length=64)]
 SPEC_NAME = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]+$", max_length=100)]
 REFERENCE = Annotated[str, Field(pattern=r"^(torchvision|timm):[A-Za-z0-9_]+$")]
 
@@ -40,13 +44,20 @@ class Spec(BaseModel):
     init: Literal[INIT_SCHEMES] = "default"  # type: ignore[valid-type]
     defaults: dict[str, dict[str, Any]] = {}
     layers: BlockList
+    aux_heads: list[AuxHead] = []  # training-only heads; `--set aux_heads=[]` removes them
+    stochastic_depth: Annotated[float, Field(ge=0, lt=1)] = 0.0  # the last block's rate; linear from 0
+    scaling: Scaling = Scaling()
+    compound: Compound | None = None
+    variants: dict[VARIANT_NAME, dict[str, Any]] = {}  # name -> dotted-path overrides
+    variant: VARIANT_NAME | None = None  # the variant applied (selected by `variant:` or --variant)
 
     _source: Any = PrivateAttr(default=None)
     _analysis: Node | None = PrivateAttr(default=None)
+    _scaled: list[ScaledField] = PrivateAttr(default_factory=list)
 
     @model_validator(mode="after")
     def _check(self) -> "Spec":
-        check_unique_names(self.layers, "")
+        check_unique_names([*self.layers, *self.aux_heads], "")
         return self
 
     @property
@@ -59,8 +70,19 @@ class Spec(BaseModel):
         if self._analysis is None:
             if not self.layers:
                 raise SpecError("a spec needs at least one layer", loc_of(self._source, None), "layers")
-            network = Sequence(type="sequence", layers=self.layers)
-            self._analysis = network.analyse(self.input.shape, self.name, "")
+            root = Sequence(type="sequence", layers=self.layers).analyse(self.input.shape, self.name, "")
+            trunk = {node.name: node for node in root.children}
+            for head in self.aux_heads:
+                if head.tap not in trunk:
+                    head.fail(head.name, f"'tap' names no top-level layer: '{head.tap}'{did_you_mean(head.tap, trunk)}")
+                node = head.analyse(trunk[head.tap].out_shape, head.name, head.name)
+                root.children.append(node)
+                root.params += node.params
+            # Stochastic depth grows linearly with the block index, as torchvision's EfficientNet.
+            blocks = [n for n in root.walk() if "stochastic_depth" in type(n.block).model_fields]
+            for index, node in enumerate(blocks):
+                node.drop_rate = self.stochastic_depth * index / len(blocks)
+            self._analysis = root
         return self._analysis
 
     @property
@@ -72,22 +94,95 @@ class Spec(BaseModel):
         return self.analyse().macs
 
     @property
+    def aux_params(self) -> int:
+        """Parameters of the training-only auxiliary heads (included in `params`)."""
+        return sum(node.params for node in self.analyse().children if node.aux)
+
+    @property
+    def aux_macs(self) -> int:
+        """MACs of the auxiliary heads, spent in training only (not in `macs`)."""
+        return sum(node.macs for node in self.analyse().children if node.aux)
+
+    @property
     def output_shape(self) -> Shape:
         return self.analyse().out_shape
 
+    @property
+    def scaled_fields(self) -> list[ScaledField]:
+        """Every field the scaling rules changed: its base value, raw scaled value and rounding."""
+        return list(self._scaled)
 
-def load(path: str | Path, overrides: dict[str, Any] | list[str] | None = None, *, analyse: bool = True) -> Spec:
-    """Read, resolve and validate a spec file; with `analyse`, also check every shape."""
-    raw = apply_overrides(load_raw(path), overrides)
-    return resolve(raw, analyse=analyse)
+    def apply_scaling(self) -> None:
+        """Scale channels, repeats and (for a compound member) the resolution, in place."""
+        scaling, size = self.scaling, self.input.size
+        if scaling.phi is not None:
+            if self.compound is None:
+                raise SpecError("'scaling.phi' needs a 'compound' rule (alpha, beta, gamma)", loc_of(self._source, None), "scaling")
+            c, phi = self.compound, scaling.phi
+            scaling = scaling.model_copy(update={"width": scaling.width * c.beta ** phi, "depth": scaling.depth * c.alpha ** phi})
+            size = tuple(round(s * c.gamma ** phi) for s in pair(size))
+            self.input = self.input.model_copy(update={"size": size})
+            self.scaling = scaling
+        if scaling.width == 1.0 and scaling.depth == 1.0:
+            return
+        self._scaled = []
+        self.layers = scale_blocks(self.layers, scaling, "", self._scaled)
+        self.aux_heads = scale_blocks(self.aux_heads, scaling, "", self._scaled)
 
 
-def loads(text: str, file: str = "<string>", overrides: dict[str, Any] | list[str] | None = None) -> Spec:
+Overrides = dict[str, Any] | list[str] | None
+
+
+def load(path: str | Path, overrides: Overrides = None, *, variant: str | None = None, phi: float | None = None,
+         analyse: bool = True) -> Spec:
+    """Read, resolve and validate a spec file; with `analyse`, also check every shape.
+
+    `variant` picks an entry of the spec's `variants` table (applied before `overrides`, so these win);
+    `phi` makes a compound-scaling member (the spec needs a `compound` rule)."""
+    return prepare(load_raw(path), overrides, variant, phi, analyse)
+
+
+def loads(text: str, file: str = "<string>", overrides: Overrides = None, *, variant: str | None = None,
+          phi: float | None = None) -> Spec:
     """Like `load`, from YAML text (no `extends`)."""
     raw = parse_yaml(text, file)
     if not isinstance(raw, LocDict):
         raise SpecError("a spec must be a YAML mapping (name, input, layers, ...)", Loc(file, 1, 1))
-    return resolve(apply_overrides(raw, overrides))
+    if "extends" in raw:
+        raise SpecError("'extends' needs a file to resolve the parent from; use archspec.load(path)", raw.loc_of("extends"))
+    return prepare(apply_dotted(*split_dotted(raw)), overrides, variant, phi)
+
+
+def prepare(raw: LocDict, overrides: Overrides = None, variant: str | None = None, phi: float | None = None,
+            analyse: bool = True) -> Spec:
+    """Variant, then overrides, then validation, scaling and (optionally) analysis."""
+    if variant is not None:  # chosen from outside: the network is named after it
+        raw["variant"] = variant
+        raw.key_locs["variant"] = Loc(f"--variant {variant}", 1, 1)
+        if isinstance(raw.get("name"), str):
+            raw["name"] = f"{raw['name']}_{variant}"
+    _apply_variant(raw)
+    apply_overrides(raw, overrides)
+    if phi is not None:
+        apply_overrides(raw, {"scaling.phi": phi})
+    return resolve(raw, analyse)
+
+
+def _apply_variant(raw: LocDict) -> None:
+    name = raw.get("variant")
+    if name is None:
+        return
+    table = raw.get("variants")
+    loc = raw.loc_of("variant")
+    if not isinstance(table, LocDict) or str(name) not in table:
+        names = list(table) if isinstance(table, LocDict) else []
+        known = f"; variants: {', '.join(names)}" if names else "; this spec has no 'variants' table"
+        raise SpecError(f"unknown variant '{name}'{did_you_mean(str(name), names)}{known}", loc, "variant")
+    entry = table[str(name)]
+    if not isinstance(entry, LocDict):
+        raise SpecError("a variant is a mapping of dotted paths to values", table.loc_of(str(name)), f"variants.{name}")
+    for path, value in entry.items():
+        set_path(raw, path, value, entry.loc_of(path))
 
 
 def resolve(raw: LocDict, analyse: bool = True) -> Spec:
@@ -99,6 +194,7 @@ def resolve(raw: LocDict, analyse: bool = True) -> Spec:
     except ValidationError as exc:
         raise _translate(exc, raw) from None
     spec._source = raw
+    spec.apply_scaling()
     if analyse:
         spec.analyse()
     return spec
@@ -123,15 +219,25 @@ def _check_defaults(defaults: Any) -> None:
 def _translate(exc: ValidationError, raw: LocDict) -> SpecError:
     """The most specific pydantic error, located in the raw tree and worded for a spec author."""
     errors = exc.errors()
-    error = max(errors, key=lambda e: len(e["loc"]))  # a union's deepest branch says the most
-    position, block, path, field = _locate(error["loc"], raw)
+    # A union's deepest branch says the most; a misspelt key explains a missing one.
+    error = max(errors, key=lambda e: (len(e["loc"]), e["type"] == "extra_forbidden"))
+    position, block, path, field = _place(error, raw)
     kind = str(block.get("type", "")) if block else ""
     message = _message(error, block, kind, field)
     if block is not None and error["type"] in ("union_tag_invalid", "union_tag_not_found") and isinstance(block, LocDict):
         position = block.loc_of("type")
-    others = {_locate(e["loc"], raw)[2:] for e in errors} - {(path, field)}
+    others = {_place(e, raw)[2:] for e in errors} - {(path, field)}
     more = f" (+{len(others)} more problems)" if others else ""
     return SpecError(message + more, position, path, kind if kind in BLOCK_TYPES else "")
+
+
+def _place(error: dict[str, Any], raw: LocDict) -> tuple[Loc, Any, str, str | None]:
+    if error["type"] != "extra_forbidden":
+        return _locate(error["loc"], raw)
+    # An unknown key belongs to the block (or section) that holds it, not to its own value.
+    position, block, path, _ = _locate(error["loc"][:-1], raw)
+    owner, key = _node_at(error["loc"][:-1], raw), str(error["loc"][-1])
+    return (owner.loc_of(key) if isinstance(owner, LocDict) else position), block, path, key
 
 
 def _locate(steps: tuple[Any, ...], raw: LocDict) -> tuple[Loc, Any, str, str | None]:
@@ -150,9 +256,23 @@ def _locate(steps: tuple[Any, ...], raw: LocDict) -> tuple[Loc, Any, str, str | 
         if isinstance(node, dict) and ("type" in node or isinstance(step, int)):
             block, field = node, None
             path.append(str(node.get("name") or step))
-        elif block is None and isinstance(step, str) and step != "layers":
-            path.append(step)
+        elif isinstance(step, str) and step not in ("layers", "body", "aux_heads") and (block is None or _is_block_list(node)):
+            path.append(step)  # a top-level section, or a named list inside a block (a branch, a shortcut)
     return position, block, ".".join(path), field
+
+
+def _node_at(steps: tuple[Any, ...], raw: LocDict) -> Any:
+    node: Any = raw
+    for step in steps:
+        if isinstance(node, dict) and isinstance(step, str) and step in node:
+            node = node[step]
+        elif isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node):
+            node = node[step]
+    return node
+
+
+def _is_block_list(node: Any) -> bool:
+    return isinstance(node, LocList) and all(isinstance(item, (dict, str)) for item in node)
 
 
 def _message(error: dict[str, Any], block: Any, kind: str, field: str | None) -> str:
@@ -165,8 +285,9 @@ def _message(error: dict[str, Any], block: Any, kind: str, field: str | None) ->
         return f"expected a mapping here, got {error['input']!r}"
     fields = list(BLOCK_TYPES[kind].model_fields) if kind in BLOCK_TYPES else []
     if etype == "extra_forbidden":
-        owner = kind or "this section"
-        return f"'{last}' is not a field of {owner}{did_you_mean(last, fields)}"
+        if not kind and len(error["loc"]) == 1:
+            return f"'{last}' is not a top-level key{did_you_mean(last, Spec.model_fields)}"
+        return f"'{last}' is not a field of {kind or 'this section'}{did_you_mean(last, fields)}"
     if etype == "missing":
         return f"missing required field '{last}'"
     name = field or last

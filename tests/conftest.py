@@ -29,7 +29,9 @@ def reference_model(reference: str):
     if package == "torchvision":
         import torchvision
 
-        return torchvision.models.get_model(name, weights=None)
+        # GoogLeNet and Inception-v3 warn unless their (default) initialisation is asked for explicitly.
+        kwargs = {"init_weights": True} if name in ("googlenet", "inception_v3") else {}
+        return torchvision.models.get_model(name, weights=None, **kwargs)
     import timm
 
     return timm.create_model(name, pretrained=False)

@@ -25,7 +25,7 @@ def test_every_node_matches_its_compiled_module(path: Path) -> None:
     hooks = [model.get_submodule(n.path).register_forward_hook(
         lambda m, i, o, path=n.path: shapes.__setitem__(path, tuple(o.shape[1:]))) for n in root.walk() if n is not root]
     with torch.no_grad():
-        model(torch.empty(1, *spec.input.shape, device="meta"))
+        model(torch.empty(2, *spec.input.shape, device="meta"))  # training mode: the aux heads run too
     for hook in hooks:
         hook.remove()
     for node in root.walk():
@@ -69,11 +69,15 @@ def test_alexnet_original_compiles_with_two_groups() -> None:
 
 
 @pytest.mark.parametrize("size,kernel,stride,padding,ceil", [
-    c for c in itertools.product([1, 5, 6, 7, 13, 14, 55, 56], [1, 2, 3, 5], [1, 2, 3], [0, 1, 2], [False, True])
-    if c[3] <= c[1] // 2 and c[0] + 2 * c[3] >= c[1]])
+    c for c in itertools.product([1, 2, 4, 5, 6, 7, 13, 14, 55, 56], [1, 2, 3, 5, 7], [1, 2, 3], [0, 1, 2, 3], [False, True])
+    if c[3] <= c[1] // 2])  # torch's own rule for pooling padding
 def test_window_arithmetic_equals_torch(size: int, kernel: int, stride: int, padding: int, ceil: bool) -> None:
-    pooled = torch.nn.functional.max_pool2d(torch.zeros(1, 1, size, size), kernel, stride, padding, ceil_mode=ceil)
-    assert window_out(size, kernel, stride, padding, 1, ceil) == pooled.shape[-1]
+    try:
+        expected = torch.nn.functional.max_pool2d(torch.zeros(1, 1, size, size), kernel, stride, padding,
+                                                  ceil_mode=ceil).shape[-1]
+    except RuntimeError:
+        expected = 0  # torch refuses: the window does not fit
+    assert max(window_out(size, kernel, stride, padding, 1, ceil), 0) == expected
 
 
 def test_analysis_does_not_need_torch_tensors() -> None:

@@ -108,6 +108,18 @@ def test_schema_lists_every_block_type(capsys: pytest.CaptureFixture[str]) -> No
     assert {"conv", "bottleneck", "basic", "stage", "residual", "lrn", "relu"} <= types
 
 
+def test_editor_schema_accepts_every_bundled_spec_and_catches_typos(capsys: pytest.CaptureFixture[str]) -> None:
+    import jsonschema
+    import yaml
+
+    assert main(["schema"]) == 0
+    validator = jsonschema.Draft202012Validator(json.loads(capsys.readouterr().out))
+    for path in SPECS.glob("*.yaml"):  # as an editor sees them: extends, dotted keys, shorthand, defaults
+        assert not list(validator.iter_errors(yaml.safe_load(path.read_text()))), path.name
+    assert list(validator.iter_errors({"name": "x", "layers": [{"type": "conv", "strid": 2}]}))
+    assert list(validator.iter_errors({"name": "x", "layers": ["rleu"]}))
+
+
 def _literal_types(definition: dict) -> list[str]:
     prop = definition.get("properties", {}).get("type", {})
     return [prop["const"]] if "const" in prop else prop.get("enum", [])

@@ -112,3 +112,11 @@ def test_torchvision_state_dict_file_loads(tmp_path: Path) -> None:
     x = torch.randn(1, 3, 96, 96)
     with torch.no_grad():
         assert (model(x) - ref(x)).abs().max().item() <= 1e-5
+
+
+def test_reserved_names_cover_torch_module_attributes() -> None:
+    from archspec.blocks.base import RESERVED_NAMES
+
+    public = {n for n in dir(torch.nn.Module) if not n.startswith("_")}
+    assert public <= RESERVED_NAMES
+    assert {"training", "spec", "spec_name", "transfer_report"} <= RESERVED_NAMES  # set on every compiled model

@@ -39,6 +39,7 @@ EXPECTED = {
     "not_a_mapping": (1, 1, "a spec must be a YAML mapping"),
     "pool_too_big": (4, 5, "pool (pool): a 5x5 max pool (stride 5x5) does not fit the 4x4 input"),
     "same_padding_stride": (4, 5, "conv1 (conv): padding 'same' needs stride 1"),
+    "inception_branch_stride": (5, 5, "mixed (inception): branch 'b3x3' gives 24x14x14 but branch 'b1x1' gives 16x28x28"),
 }
 # The cycle is reported where the `extends` that closes it stands.
 REPORTED_IN = {"extends_cycle": "extends_cycle_partner", "extends_cycle_partner": "extends_cycle"}

@@ -115,3 +115,61 @@ def test_errors_from_a_parent_point_into_the_parent(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as err:
         archspec.load(child)
     assert err.value.loc.file.endswith("parent.yaml") and err.value.loc.line == 9
+
+
+def test_aliases_become_independent_copies(tmp_path: Path) -> None:
+    path = write(tmp_path, "a.yaml", """\
+name: a
+input: {size: 8}
+layers:
+  - {name: c1, type: conv, out: 4, kernel: 3, bias: &b false}
+  - &block {name: c2, type: conv, out: 4, kernel: 3}
+  - {<<: *block, name: c3, out: 6}     # a merge key; the mapping's own keys win
+""")
+    spec = archspec.load(path, overrides={"layers.c2.out": 5})
+    assert [b.out for b in spec.layers] == [4, 5, 6]  # overriding c2 leaves its copy in c3 alone
+
+
+def test_alias_bomb_is_refused_quickly(tmp_path: Path) -> None:
+    lines = ["name: bomb", "input: {size: 8}", "a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, "
+              f"*a{i - 1}, *a{i - 1}]" for i in range(1, 9)]
+    with pytest.raises(SpecError, match="expands to more than 1,000,000 YAML nodes"):
+        archspec.load(write(tmp_path, "bomb.yaml", "\n".join(lines) + "\nlayers: [flatten]\n"))
+
+
+def test_yaml12_floats(tmp_path: Path) -> None:
+    spec = archspec.load(write(tmp_path, "f.yaml", "name: f\ninput: {size: 8}\nlayers: [{type: batchnorm, eps: 1e-3}]\n"))
+    assert spec.source["layers"][0]["eps"] == 0.001
+
+
+def test_dict_overrides_get_defaults_and_checks() -> None:
+    by_dict = archspec.load(SPECS / "resnet50.yaml", overrides={"layers.conv1": {"type": "conv", "out": 64, "kernel": 7, "stride": 2}})
+    assert by_dict.params == 25_557_032  # the spec's conv defaults (BN, ReLU, no bias) still apply
+    assert by_dict.layers[0].name == "conv1"  # a replaced named item keeps its name
+    with pytest.raises(SpecError, match="'kernal' is not a field of conv"):
+        archspec.load(SPECS / "resnet50.yaml", overrides={"defaults": {"conv": {"kernal": 3}}})
+
+
+def test_dotted_keys_without_extends(tmp_path: Path) -> None:
+    spec = archspec.load(write(tmp_path, "d.yaml", BASE + "layers.body.repeat: 3\n"))
+    assert spec.layers[1].repeat == 3
+
+
+def test_reference_is_not_inherited(tmp_path: Path) -> None:
+    child = write(tmp_path, "deeper.yaml", f"extends: {SPECS / 'resnet50.yaml'}\nname: deeper\nlayers.layer3.repeat: 9\n")
+    assert archspec.load(child).reference is None
+    assert archspec.load(SPECS / "resnet101.yaml").reference == "torchvision:resnet101"
+
+
+@pytest.mark.parametrize("text,message", [
+    ("layers: [{name: forward, type: relu}]", "'forward' is reserved"),
+    ("layers: [{type: residual, body: [{name: act, type: relu}]}]", "'act' is reserved"),
+    ("layers: [{type: residual, body: [relu], shortcut: [{name: a, type: relu}, {name: a, type: relu}]}]",
+     "the name 'a' is used twice"),
+    ("layers: [{type: inception, branches: {a: [{name: x, type: relu}, {name: x, type: relu}]}}]", "'x' is used twice"),
+    ("layers: [{type: inception, branches: {train: [relu]}}]", "'train' is reserved"),
+])
+def test_module_names_are_checked(text: str, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        archspec.loads("name: n\ninput: {size: 8}\n" + text)

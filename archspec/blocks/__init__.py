@@ -9,24 +9,30 @@ from ..errors import SpecError
 from ..source import LocDict, LocList
 from .activation import ActivationLayer
 from .adaptive_pool import AdaptivePool
+from .aux_head import AuxHead
 from .base import Block, MacroBlock, Node, Shape
 from .basic import Basic
 from .batchnorm import BatchNorm
 from .bottleneck import Bottleneck
 from .conv import Conv
+from .depthwise import Depthwise
 from .dropout import Dropout
 from .flatten import Flatten
 from .global_pool import GlobalPool
+from .inception import Inception
+from .inception_v1 import InceptionV1
 from .linear import Linear
 from .lrn import LRN
+from .mbconv import MBConv
 from .pool import Pool
 from .residual import Residual
+from .se import SE
 from .sequence import Sequence
 from .stage import Stage
 
 BLOCK_CLASSES: list[type[Block]] = [
     Conv, Pool, AdaptivePool, GlobalPool, LRN, Linear, Dropout, Flatten, ActivationLayer, BatchNorm,
-    Sequence, Stage, Residual, Basic, Bottleneck,
+    Sequence, Stage, Residual, Basic, Bottleneck, Inception, InceptionV1, SE, Depthwise, MBConv,
 ]
 
 
@@ -75,7 +81,7 @@ AnyBlock = Annotated[Union[tuple(BLOCK_CLASSES)], Field(discriminator="type")]
 OneBlock = Annotated[AnyBlock, BeforeValidator(_prepare_one)]
 BlockList = Annotated[list[AnyBlock], BeforeValidator(_prepare_list)]
 
-for _cls in BLOCK_CLASSES:
+for _cls in [*BLOCK_CLASSES, AuxHead]:
     _cls.model_rebuild(_types_namespace={"BlockList": BlockList, "OneBlock": OneBlock, "AnyBlock": AnyBlock})
 
 
@@ -85,4 +91,4 @@ def block_class(type_name: str) -> type[Block]:
     return BLOCK_TYPES[type_name]
 
 
-__all__ = ["AnyBlock", "BLOCK_TYPES", "Block", "BlockList", "MacroBlock", "Node", "OneBlock", "Shape", "block_class"]
+__all__ = ["AnyBlock", "AuxHead", "BLOCK_TYPES", "Block", "BlockList", "MacroBlock", "Node", "OneBlock", "Shape", "block_class"]

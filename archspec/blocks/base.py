@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 Shape = tuple[int, ...]
-Name = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)]
+Name = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", max_length=64)]
 PosInt = Annotated[int, Field(ge=1, le=1_000_000)]
 NonNegInt = Annotated[int, Field(ge=0, le=1_000_000)]
 Pair = PosInt | tuple[PosInt, PosInt]
@@ -26,6 +26,7 @@ Activation = Literal["none", "relu", "relu6", "silu", "hardswish", "hardsigmoid"
 Norm = Literal["none", "batch"]
 BnEps = Annotated[float, Field(gt=0, lt=1)]
 BnMomentum = Annotated[float, Field(gt=0, le=1)]
+InitStd = Annotated[float, Field(gt=0, le=10)]
 
 
 def pair(value: int | tuple[int, int]) -> tuple[int, int]:
@@ -46,8 +47,10 @@ class Node:
     in_shape: Shape
     out_shape: Shape
     params: int
-    macs: int
+    macs: int  # for a composite: of the children that run at inference (not the auxiliary heads)
     children: list["Node"] = field(default_factory=list)
+    aux: bool = False  # a training-only auxiliary head
+    drop_rate: float = 0.0  # stochastic depth of a residual block, from the spec's linear rule
 
     def walk(self) -> Iterator["Node"]:
         yield self
@@ -117,18 +120,28 @@ class Block(BaseModel):
 
 
 class MacroBlock(Block):
-    """A block defined by what it expands to (e.g. bottleneck -> residual of convs)."""
+    """A block defined by what it expands to at its input shape (e.g. bottleneck -> residual of convs)."""
 
-    def expand(self) -> Block:
+    def expand(self, x: Shape) -> Block:
         raise NotImplementedError
 
     def analyse(self, x: Shape, name: str, path: str) -> Node:
-        node = self.expand().located(self._loc).analyse(x, name, path)
+        node = self.expand(x).located(self._loc).analyse(x, name, path)
         node.block = self
         return node
 
     def build(self, node: Node) -> "nn.Module":
-        return self.expand().build(node)
+        return self.expand(node.in_shape).build(node)
+
+
+class Group(Block):
+    """The analysis node of a named path inside a block (an inception branch, a shortcut path).
+    Not a spec block type: it is not in the registry."""
+
+    type: str
+
+    def build(self, node: Node) -> "nn.Module":
+        return build_children(node)
 
 
 def chain(blocks: Sequence[tuple[str, Block]], x: Shape, path: str) -> list[Node]:
@@ -142,7 +155,23 @@ def chain(blocks: Sequence[tuple[str, Block]], x: Shape, path: str) -> list[Node
 
 
 def composite(block: Block, name: str, path: str, x: Shape, children: list[Node], out: Shape) -> Node:
-    return Node(block, name, path, x, out, sum(c.params for c in children), sum(c.macs for c in children), children)
+    """A node whose cost is its children's: all their parameters, the MACs of those that run at inference."""
+    return Node(block, name, path, x, out, sum(c.params for c in children),
+                sum(c.macs for c in children if not c.aux), children)
+
+
+def group(owner: Block, kind: str, name: str, path: str, x: Shape, blocks: Sequence[Block]) -> Node:
+    """Analyse a named path of layers (`[]` is the identity) as one Group node."""
+    children = chain(named(blocks), x, path)
+    return composite(Group(type=kind).located(owner._loc), name, path, x, children,
+                     children[-1].out_shape if children else x)
+
+
+def build_children(node: Node) -> "nn.Module":
+    """nn.Sequential of the node's children, named as in the spec (identity when empty)."""
+    from ..nn import sequential
+
+    return sequential([(c.name, c.block.build(c)) for c in node.children])
 
 
 def named(blocks: Sequence[Block]) -> list[tuple[str, Block]]:
@@ -150,19 +179,35 @@ def named(blocks: Sequence[Block]) -> list[tuple[str, Block]]:
     return [(block.name or str(i), block) for i, block in enumerate(blocks)]
 
 
-def check_unique_names(blocks: Sequence[Block], path: str) -> None:
+# Attributes of torch.nn.Module (and of archspec's compiled Network): a child module cannot take
+# these names. tests/test_compile.py checks the list against the installed torch.
+RESERVED_NAMES = frozenset("""
+    T_destination add_module apply bfloat16 buffers call_super_init children compile cpu cuda double
+    dump_patches eval extra_repr float forward get_buffer get_extra_state get_parameter get_submodule half
+    ipu load_state_dict modules mtia named_buffers named_children named_modules named_parameters parameters
+    register_backward_hook register_buffer register_forward_hook register_forward_pre_hook
+    register_full_backward_hook register_full_backward_pre_hook register_load_state_dict_post_hook
+    register_load_state_dict_pre_hook register_module register_parameter register_state_dict_post_hook
+    register_state_dict_pre_hook requires_grad_ set_extra_state set_submodule share_memory state_dict to
+    to_empty train type xpu zero_grad training spec spec_name transfer_report
+""".split())
+
+
+def check_unique_names(blocks: Sequence[Block], path: str, reserved: frozenset[str] = frozenset()) -> None:
+    """Names in one list are unique and usable as module names."""
     seen: set[str] = set()
     for name, block in named(blocks):
         if name in seen:
             block.fail(child_path(path, name), f"the name '{name}' is used twice in one list")
+        if name in RESERVED_NAMES or name in reserved:
+            block.fail(child_path(path, name), f"'{name}' is reserved (an attribute of the compiled module); "
+                                               "choose another name")
         seen.add(name)
 
 
 def window_out(size: int, kernel: int, stride: int, padding: int, dilation: int = 1, ceil_mode: bool = False) -> int:
     """Output length of a conv or pool window, exactly as torch computes it."""
     span = size + 2 * padding - dilation * (kernel - 1) - 1
-    if span < 0:
-        return 0
     out = (-(-span // stride) if ceil_mode else span // stride) + 1
     if ceil_mode and (out - 1) * stride >= size + padding:
         out -= 1

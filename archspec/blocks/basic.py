@@ -3,14 +3,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from .base import Activation, BnEps, BnMomentum, MacroBlock, Norm, PosInt
+from ..scaling import Channels
+from .base import Activation, BnEps, BnMomentum, MacroBlock, Norm, PosInt, Shape
 from .conv import Conv
 from .residual import Residual
 
 
 class Basic(MacroBlock):
     type: Literal["basic"]
-    out: PosInt
+    out: Channels
     stride: PosInt = 1
     norm: Norm = "batch"
     activation: Activation = "relu"
@@ -18,7 +19,7 @@ class Basic(MacroBlock):
     bn_momentum: BnMomentum = 0.1
     shortcut: Literal["auto", "identity", "projection"] = "auto"
 
-    def expand(self) -> Residual:
+    def expand(self, x: Shape) -> Residual:
         unit = dict(type="conv", out=self.out, kernel=3, norm=self.norm, bn_eps=self.bn_eps, bn_momentum=self.bn_momentum)
         return Residual(
             type="residual",

@@ -8,18 +8,20 @@ from __future__ import annotations
 
 from typing import Literal
 
-from .base import Activation, BnEps, BnMomentum, MacroBlock, Norm, PosInt
+from ..scaling import Channels
+from .base import Activation, BnEps, BnMomentum, MacroBlock, Norm, PosInt, Shape
 from .conv import Conv
 from .residual import Residual
+from .se import SE
 
 
 class Bottleneck(MacroBlock):
     type: Literal["bottleneck"]
-    planes: PosInt
+    planes: Channels
     expansion: PosInt = 4
     groups: PosInt = 1
     width_per_group: PosInt = 64
-    width: PosInt | None = None  # the 3x3's channels; overrides the groups/width_per_group rule
+    width: Channels | None = None  # the 3x3's channels; overrides the groups/width_per_group rule
     stride: PosInt = 1
     stride_on: Literal["3x3", "1x1"] = "3x3"
     norm: Norm = "batch"
@@ -27,12 +29,13 @@ class Bottleneck(MacroBlock):
     bn_eps: BnEps = 1e-5
     bn_momentum: BnMomentum = 0.1
     shortcut: Literal["auto", "identity", "projection"] = "auto"
+    se: SE | None = None  # squeeze-and-excitation after conv3, before the add (SE-ResNet, SE-ResNeXt)
 
     @property
     def inner_width(self) -> int:
         return self.width or int(self.planes * (self.width_per_group / 64.0)) * self.groups
 
-    def expand(self) -> Residual:
+    def expand(self, x: Shape) -> Residual:
         unit = dict(type="conv", norm=self.norm, bn_eps=self.bn_eps, bn_momentum=self.bn_momentum)
         first_stride, mid_stride = (self.stride, 1) if self.stride_on == "1x1" else (1, self.stride)
         return Residual(
@@ -40,7 +43,8 @@ class Bottleneck(MacroBlock):
             body=[Conv(name="conv1", out=self.inner_width, kernel=1, stride=first_stride, activation=self.activation, **unit),
                   Conv(name="conv2", out=self.inner_width, kernel=3, stride=mid_stride, groups=self.groups,
                        activation=self.activation, **unit),
-                  Conv(name="conv3", out=self.planes * self.expansion, kernel=1, **unit)],
+                  Conv(name="conv3", out=self.planes * self.expansion, kernel=1, **unit),
+                  *([self.se.model_copy(update={"name": "se"})] if self.se else [])],
             shortcut=self.shortcut, activation=self.activation,
             norm=self.norm, bn_eps=self.bn_eps, bn_momentum=self.bn_momentum,
         )

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from .base import Activation, Block, BnEps, BnMomentum, NonNegPair, Norm, Pair, PosInt, Shape, pair, window_out
+from ..scaling import Channels
+from .base import Activation, Block, BnEps, BnMomentum, InitStd, NonNegPair, Norm, Pair, PosInt, Shape, pair, window_out
 
 if TYPE_CHECKING:
     from torch import nn
@@ -11,7 +12,7 @@ if TYPE_CHECKING:
 
 class Conv(Block):
     type: Literal["conv"]
-    out: PosInt
+    out: Channels
     kernel: Pair
     stride: Pair = 1
     # 'auto' pads dilation*(kernel-1)//2 per side (torchvision's Conv2dNormActivation);
@@ -24,6 +25,7 @@ class Conv(Block):
     bn_eps: BnEps = 1e-5
     bn_momentum: BnMomentum = 0.1
     activation: Activation = "none"
+    init_std: InitStd | None = None  # this layer's std under the truncated-normal init schemes
 
     def padding_pair(self) -> tuple[int, int]:
         if self.padding == "same" or self.padding == "auto":
@@ -70,5 +72,7 @@ class Conv(Block):
         conv = nn.Conv2d(node.in_shape[0], self.out, pair(self.kernel), pair(self.stride),
                          "same" if self.padding == "same" else self.padding_pair(),
                          pair(self.dilation), self.groups, self.has_bias())
+        if self.init_std is not None:
+            conv.init_std = self.init_std
         norm = nn.BatchNorm2d(self.out, self.bn_eps, self.bn_momentum) if self.norm == "batch" else None
         return sequential([("conv", conv), ("norm", norm), ("act", activation(self.activation, inplace=True))])

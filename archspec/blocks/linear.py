@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from .base import Block, PosInt, Shape, fmt_shape
+from .base import Block, InitStd, PosInt, Shape, fmt_shape
 
 if TYPE_CHECKING:
     from torch import nn
@@ -13,6 +13,7 @@ class Linear(Block):
     type: Literal["linear"]
     out: PosInt
     bias: bool = True
+    init_std: InitStd | None = None  # this layer's std under the truncated-normal init schemes
 
     def infer(self, x: Shape, path: str) -> tuple[Shape, int, int]:
         if len(x) != 1:
@@ -26,4 +27,7 @@ class Linear(Block):
     def build(self, node) -> "nn.Module":
         from torch import nn
 
-        return nn.Linear(node.in_shape[0], self.out, self.bias)
+        linear = nn.Linear(node.in_shape[0], self.out, self.bias)
+        if self.init_std is not None:
+            linear.init_std = self.init_std
+        return linear

@@ -7,12 +7,12 @@ is an explicit shortcut path.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from .base import (Activation, Block, BnEps, BnMomentum, Node, Norm, Shape, chain, check_unique_names,
-                   child_path, fmt_shape, named)
+                   child_path, composite, fmt_shape, group, named)
 from .conv import Conv
 
 if TYPE_CHECKING:
@@ -27,10 +27,13 @@ class Residual(Block):
     norm: Norm = "batch"  # of an automatic projection
     bn_eps: BnEps = 1e-5
     bn_momentum: BnMomentum = 0.1
+    drop_path: Annotated[float, Field(ge=0, lt=1)] = 0.0  # stochastic depth on the body, in training
 
     @model_validator(mode="after")
     def _names(self) -> "Residual":
-        check_unique_names(self.body, self.name or "")
+        check_unique_names(self.body, self.name or "", reserved=frozenset({"shortcut", "act"}))
+        if isinstance(self.shortcut, list):
+            check_unique_names(self.shortcut, child_path(self.name or "", "shortcut"))
         return self
 
     def projection(self, x: Shape, out: Shape, path: str) -> Conv:
@@ -53,8 +56,7 @@ class Residual(Block):
         out = children[-1].out_shape
         shortcut_path = child_path(path, "shortcut")
         if isinstance(self.shortcut, list):
-            shortcut = chain(named(self.shortcut), x, shortcut_path)
-            children.append(_group(self, "shortcut", shortcut_path, x, shortcut))
+            children.append(group(self, "shortcut", "shortcut", shortcut_path, x, self.shortcut))
         elif self.shortcut == "projection" or (self.shortcut == "auto" and x != out):
             if len(x) != 3 or len(out) != 3:
                 self.fail(path, f"cannot project {fmt_shape(x)} to {fmt_shape(out)}; give an explicit shortcut")
@@ -63,30 +65,14 @@ class Residual(Block):
         if skip != out:
             self.fail(path, f"cannot add the body's output {fmt_shape(out)} to the shortcut's {fmt_shape(skip)} "
                             f"(shortcut: {self.shortcut if isinstance(self.shortcut, str) else 'layers'})")
-        return Node(self, name, path, x, out, sum(c.params for c in children), sum(c.macs for c in children), children)
+        return composite(self, name, path, x, children, out)
 
     def hyper(self) -> str:
         return f"{len(self.body)} layers + skip"
 
     def build(self, node: Node) -> "nn.Module":
-        from ..nn import Residual as ResidualModule, activation, sequential
+        from ..nn import Residual as ResidualModule, activation
 
         body = [(c.name, c.block.build(c)) for c in node.children if c.name != "shortcut"]
-        shortcut = next((c for c in node.children if c.name == "shortcut"), None)
-        if shortcut is not None and isinstance(shortcut.block, _ShortcutGroup):
-            skip_module = sequential([(c.name, c.block.build(c)) for c in shortcut.children])
-        else:
-            skip_module = shortcut.block.build(shortcut) if shortcut is not None else None
-        return ResidualModule(body, skip_module, activation(self.activation, inplace=True))
-
-
-class _ShortcutGroup(Block):
-    """The analysis node of an explicit shortcut path (not a spec block type)."""
-
-    type: Literal["shortcut"] = "shortcut"
-
-
-def _group(owner: Block, name: str, path: str, x: Shape, children: list[Node]) -> Node:
-    group = _ShortcutGroup().located(owner._loc)
-    out = children[-1].out_shape if children else x
-    return Node(group, name, path, x, out, sum(c.params for c in children), sum(c.macs for c in children), children)
+        shortcut = next((c.block.build(c) for c in node.children if c.name == "shortcut"), None)
+        return ResidualModule(body, shortcut, activation(self.activation, inplace=True), self.drop_path)

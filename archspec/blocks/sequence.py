@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import model_validator
 
-from .base import Block, Node, Shape, chain, check_unique_names, composite, named
+from .base import Block, build_children, Node, Shape, chain, check_unique_names, composite, named
 
 if TYPE_CHECKING:
     from torch import nn
@@ -30,6 +30,4 @@ class Sequence(Block):
         return f"{len(self.layers)} layers"
 
     def build(self, node: Node) -> "nn.Module":
-        from ..nn import sequential
-
-        return sequential([(c.name, c.block.build(c)) for c in node.children])
+        return build_children(node)

@@ -2,21 +2,18 @@
 the later ones take the first one's output, so channels change once, at the start."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field
-
-from .base import Block, Node, Shape, chain, composite
+from ..scaling import Repeats
+from .base import Block, build_children, Node, Shape, chain, composite
 
 if TYPE_CHECKING:
     from torch import nn
 
-MAX_REPEAT = 10_000
-
 
 class Stage(Block):
     type: Literal["stage"]
-    repeat: Annotated[int, Field(ge=1, le=MAX_REPEAT)] = 1
+    repeat: Repeats = 1
     block: OneBlock
 
     def repetitions(self) -> list[tuple[str, Block]]:
@@ -32,6 +29,4 @@ class Stage(Block):
         return f"{self.block.type} x{self.repeat}"
 
     def build(self, node: Node) -> "nn.Module":
-        from ..nn import sequential
-
-        return sequential([(c.name, c.block.build(c)) for c in node.children])
+        return build_children(node)

@@ -1,0 +1,118 @@
+"""Width, depth and resolution scaling (EfficientNet's compound rule, MobileNet's multipliers).
+
+Which fields scale is declared on the block models: a field typed `Channels` scales with the
+width multiplier (rounded by `make_divisible`), a field typed `Repeats` with the depth multiplier
+(rounded up). Everything else, such as a linear layer's `out` (the classes), never scales.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Scales:
+    """Marker in a field's metadata: this field scales with `dimension` ('width' or 'depth')."""
+
+    def __init__(self, dimension: str) -> None:
+        self.dimension = dimension
+
+    def __repr__(self) -> str:
+        return f"Scales({self.dimension!r})"
+
+
+WIDTH, DEPTH = _Scales("width"), _Scales("depth")
+Channels = Annotated[int, Field(ge=1, le=1_000_000), WIDTH]
+Repeats = Annotated[int, Field(ge=1, le=10_000), DEPTH]
+
+
+def make_divisible(value: float, divisor: int = 8, min_value: int | None = None, round_limit: float = 0.9) -> int:
+    """Round to the nearest multiple of `divisor`, never below `min_value` (default: the divisor) and
+    never more than (1 - round_limit) below `value` (the "10% rule"); torchvision's `_make_divisible`
+    and timm's `make_divisible`."""
+    min_value = divisor if min_value is None else min_value
+    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if rounded < round_limit * value:
+        rounded += divisor
+    return rounded
+
+
+class Compound(BaseModel):
+    """EfficientNet's compound rule: depth alpha^phi, width beta^phi, resolution gamma^phi."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    alpha: Annotated[float, Field(gt=0, le=10)] = 1.2
+    beta: Annotated[float, Field(gt=0, le=10)] = 1.1
+    gamma: Annotated[float, Field(gt=0, le=10)] = 1.15
+
+
+class Scaling(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    width: Annotated[float, Field(gt=0, le=100)] = 1.0  # channel multiplier
+    depth: Annotated[float, Field(gt=0, le=100)] = 1.0  # repeat multiplier, rounded up
+    divisor: Annotated[int, Field(ge=1, le=1024)] = 8  # channels are rounded to multiples of this
+    round_limit: Annotated[float, Field(ge=0, le=1)] = 0.9  # never round down by more than 10%
+    phi: Annotated[float, Field(ge=-10, le=20)] | None = None  # a compound-scaling member (needs `compound`)
+
+    def channels(self, value: int) -> int:
+        return value if self.width == 1.0 else make_divisible(value * self.width, self.divisor, None, self.round_limit)
+
+    def repeats(self, value: int) -> int:
+        return value if self.depth == 1.0 else int(math.ceil(value * self.depth))
+
+
+@dataclass(frozen=True)
+class ScaledField:
+    """One scaled value, for `scale --explain`."""
+
+    path: str
+    field: str
+    dimension: str
+    base: int
+    raw: float
+    scaled: int
+
+
+def scaled_fields(model: BaseModel) -> dict[str, str]:
+    """{field name: 'width' | 'depth'} for the fields of `model` that scale."""
+    found = {}
+    for name, info in type(model).model_fields.items():
+        for meta in info.metadata:
+            if isinstance(meta, _Scales):
+                found[name] = meta.dimension
+    return found
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def scale_blocks(value: Any, scaling: Scaling, path: str, record: list[ScaledField]) -> Any:
+    """A copy of a block (or list / dict of blocks) with every scaling field scaled; `record` collects
+    what changed, for `scale --explain`."""
+    if isinstance(value, list):
+        return [scale_blocks(v, scaling, _join(path, v.name or str(i)) if isinstance(v, BaseModel) else path, record)
+                for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {k: scale_blocks(v, scaling, _join(path, k), record) for k, v in value.items()}
+    if not isinstance(value, BaseModel):
+        return value
+    update: dict[str, Any] = {}
+    for name, dimension in scaled_fields(value).items():
+        base = getattr(value, name)
+        if base is not None:
+            factor = scaling.width if dimension == "width" else scaling.depth
+            update[name] = scaling.channels(base) if dimension == "width" else scaling.repeats(base)
+            record.append(ScaledField(path, name, dimension, base, base * factor, update[name]))
+    for name in type(value).model_fields:
+        child = getattr(value, name)
+        if name not in update and isinstance(child, (BaseModel, list, dict)):
+            update[name] = scale_blocks(child, scaling, _join(path, name) if isinstance(child, BaseModel) else path, record)
+    copy = value.model_copy(update=update)
+    if "_loc" in type(value).__private_attributes__:
+        copy._loc = value._loc
+    return copy

@@ -1,4 +1,4 @@
-"""Wall time of the spec-only commands (validate, summary) in fresh processes, beside `import torch`.
+"""Wall time of the spec-only commands (validate, summary, diagram) in fresh processes, beside `import torch`.
 
     python benchmarks/cli_speed.py            # prints a table and writes benchmarks/results/cli_speed.txt
 """
@@ -30,6 +30,9 @@ def main() -> None:
         ("validate all bundled specs", ["cli.py", "validate", *specs]),
         ("validate specs/resnet152.yaml", ["cli.py", "validate", "specs/resnet152.yaml"]),
         ("summary specs/resnet152.yaml", ["cli.py", "summary", "specs/resnet152.yaml"]),
+        ("diagram specs/resnet152.yaml (block, svg)", ["cli.py", "diagram", "specs/resnet152.yaml", "-o", "/tmp/archspec-bench.svg"]),
+        ("diagram specs/resnet152.yaml --detail layer", ["cli.py", "diagram", "specs/resnet152.yaml", "--detail", "layer",
+                                                          "-o", "/tmp/archspec-bench.svg"]),
         ("reference: python -c 'import torch'", ["-c", "import torch"]),
         ("reference: python -c 'pass'", ["-c", "pass"]),
     ]

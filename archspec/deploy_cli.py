@@ -1,0 +1,292 @@
+"""The `predict` and `export` commands: classify images with a spec and its weights, and write a spec
+as ONNX, a `torch.export` program (.pt2) or a standalone PyTorch file.
+
+`archspec/cli.py` wires them in next to its other commands (its `command()` adds --set, --variant, --phi):
+
+    add_predict_arguments(command("predict", cmd_predict, PREDICT_HELP))
+    add_export_arguments(command("export", cmd_export, EXPORT_HELP))
+
+`python -m archspec.deploy_cli predict|export ...` runs them on their own. As everywhere in archspec, a
+spec problem prints one located line and exits 2; any other failure (a missing or unreadable image,
+weights that do not fit the spec) prints one line and exits 1.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+from .errors import SpecError
+from .spec import Spec, load
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from .interop import TransferReport
+
+PREDICT_HELP = "classify images: the spec's preprocessing (and --tta, its test-time augmentation), top-k classes"
+EXPORT_HELP = "write a spec as ONNX, a torch.export program (.pt2) or a standalone PyTorch source file"
+PROGRESS_MIN_IMAGES = 2  # a progress bar (on stderr) from this many images
+CHECK_TOLERANCE = 1e-3  # export: the largest difference from the eager model's outputs that passes
+
+
+def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("spec", metavar="SPEC")
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (anything Pillow reads)")
+    parser.add_argument("--weights", required=True, metavar="FILE",
+                        help="a torchvision/timm state_dict (torch.save) or an archspec checkpoint")
+    parser.add_argument("--tta", action="store_true",
+                        help="average the softmax over the spec's test-time views (its `tta:`, else ten_crop)")
+    parser.add_argument("--topk", type=_positive, default=5, metavar="K", help="classes to show per image (default 5)")
+    parser.add_argument("--labels", metavar="FILE", help="class names, one per line (default: class indices)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default: cpu)")
+    parser.add_argument("--batch-size", type=_positive, default=16, metavar="N", help="images per forward pass")
+    return parser
+
+
+def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("spec", metavar="SPEC")
+    parser.add_argument("--format", required=True, choices=["onnx", "pt2", "python"],
+                        help="onnx (checked in onnxruntime), pt2 (torch.export), python (a standalone .py)")
+    parser.add_argument("-o", "--output", metavar="FILE", help="default: ./SPEC_NAME.onnx|.pt2|.py")
+    parser.add_argument("--weights", metavar="FILE", help="a torchvision/timm state_dict or archspec checkpoint "
+                                                         "(python: written beside the .py as FILE.pth)")
+    parser.add_argument("--no-check", dest="check", action="store_false",
+                        help="do not run the written file against the eager model")
+    return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _load_spec(args: argparse.Namespace) -> Spec:
+    return load(args.spec, getattr(args, "set", None) or None, variant=getattr(args, "variant", None),
+                phi=getattr(args, "phi", None))
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def load_weights_file(model: "nn.Module", path: str, spec: Spec) -> "TransferReport":
+    """Load a weights file structurally; every failure is one line (a ValueError or FileNotFoundError)."""
+    from .interop import read_state_dict, transfer
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no such weights file: {path}")
+    try:
+        with warnings.catch_warnings():  # e.g. torch's note on the pickle protocol: one line is the rule
+            warnings.simplefilter("ignore")
+            state = read_state_dict(path)
+    except ValueError as exc:  # read_state_dict's own: no state_dict in the file
+        raise ValueError(_one_line(exc)) from None
+    except Exception as exc:  # torch.load raises pickle, zip, key and runtime errors alike
+        refused = re.search(r"WeightsUnpickler error:\s*(.+)", str(exc))
+        if refused:
+            reason = refused.group(1).strip().split(". ")[0][:160]
+            detail = f"it holds more than tensors, refused by weights_only=True ({reason})"
+        else:
+            detail = f"not a file written by torch.save ({type(exc).__name__}: {_one_line(exc)[:160]})"
+        raise ValueError(f"cannot read weights from {path}: {detail}") from None
+    report = transfer(state, model)
+    if not report.ok:
+        first = ([f"missing {k}" for k in report.missing] + [f"unexpected {k}" for k in report.unexpected]
+                 + [f"{ours} is {list(a)} but {theirs} is {list(b)}" for ours, theirs, a, b in report.mismatched])[0]
+        raise ValueError(f"the weights in {path} do not fit {spec.name}: {str(report).splitlines()[0]} "
+                         f"(e.g. {first})")
+    return report
+
+
+def _device(name: str) -> "torch.device":
+    import torch
+
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name}: CUDA is not available")
+    if device.type == "meta":
+        raise ValueError("predict needs a real device (cpu, cuda), not meta")
+    return device
+
+
+def read_labels(path: str, classes: int) -> list[str]:
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no such labels file: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read labels from {path}: {_one_line(exc)}") from None
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if len(lines) != classes:
+        raise ValueError(f"{path} has {len(lines)} labels but the network has {classes} classes")
+    return [line.strip() for line in lines]
+
+
+def open_image(path: str) -> Any:
+    """The decoded PIL image at `path`; one-line errors for missing and unreadable files."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.copy()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no such image: {path}") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:  # SyntaxError: some broken files
+        raise ValueError(f"cannot read image {path}: {_one_line(exc)}") from None
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    spec = _load_spec(args)
+    missing = [p for p in args.images if not Path(p).is_file()]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise FileNotFoundError(f"no such image: {missing[0]}{more}")
+    if len(spec.output_shape) != 1:
+        raise ValueError(f"{spec.name} outputs {'x'.join(map(str, spec.output_shape))}, not one score per class; "
+                         "predict needs a classifier")
+    classes = spec.output_shape[0]
+    labels = read_labels(args.labels, classes) if args.labels else None
+
+    import torch
+
+    from .compiler import compile
+    from .tta import preprocess, resize_size, tta_of, with_tta
+
+    device = _device(args.device)
+    model = compile(spec, device)
+    report = load_weights_file(model, args.weights, spec)
+    print(f"weights: {str(report).splitlines()[0]} from {args.weights}", file=sys.stderr)
+    net = with_tta(model, spec) if args.tta else model
+    net.eval()
+    if args.tta:
+        tta = tta_of(spec)
+        print(f"tta: {tta.mode} ({tta.views} views of {'x'.join(map(str, spec.input.shape[1:]))}, "
+              f"resized to {resize_size(spec, tta=True)})", file=sys.stderr)
+    k = min(args.topk, classes)
+    with _progress(len(args.images)) as advance:
+        for start in range(0, len(args.images), args.batch_size):
+            paths = args.images[start:start + args.batch_size]
+            x = torch.stack([preprocess(open_image(p), spec, tta=args.tta) for p in paths]).to(device)
+            with torch.no_grad():
+                out = net(x)
+            probs = out if args.tta else out.softmax(-1)
+            top = probs.float().cpu().topk(k, dim=-1)
+            for path, values, indices in zip(paths, top.values.tolist(), top.indices.tolist()):
+                print(path)
+                for p, i in zip(values, indices):
+                    print(f"  {p:8.4f}  {i:>5}  {labels[i]}" if labels else f"  {p:8.4f}  {i:>5}")
+                advance()
+    return 0
+
+
+class _progress:
+    """A rich progress bar on stderr, when it is a terminal, for more than one image; yields `advance()`."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.bar: Any = None
+
+    def __enter__(self) -> Any:
+        if self.total < PROGRESS_MIN_IMAGES:
+            return lambda: None
+        try:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        except ImportError:  # rich is a dependency; without it, no bar
+            return lambda: None
+        console = Console(stderr=True)
+        if not console.is_terminal:  # a log or a pipe: no bar, only the results
+            return lambda: None
+        self.bar = Progress(TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                            console=console, transient=True)
+        self.bar.start()
+        task = self.bar.add_task("predict", total=self.total)
+        return lambda: self.bar.advance(task)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    spec = _load_spec(args)
+
+    from .compiler import compile
+    from .export import check_targets, default_output, export
+
+    out = Path(args.output) if args.output else default_output(spec, args.format)
+    protect = [Path(args.spec)] + ([Path(args.weights)] if args.weights else [])
+    check_targets(args.format, out, bool(args.weights), protect)  # before any work
+    model = compile(spec)
+    if args.weights:
+        report = load_weights_file(model, args.weights, spec)
+        print(f"weights: {str(report).splitlines()[0]} from {args.weights}", file=sys.stderr)
+    result = export(spec, args.format, out, model=model, write_weights=bool(args.weights), check=args.check,
+                    protect=protect)
+    size = sum(f.stat().st_size for f in result.files)
+    shape = ", ".join(["batch", *map(str, spec.input.shape)])
+    amount = f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.1f} kB"
+    extra = "".join(f", with {f}" for f in result.files[1:])
+    print(f"wrote {result.path} ({amount}{extra})")
+    print(f"  {spec.name}, eval mode: input ({shape}) -> ({', '.join(['batch', *map(str, spec.output_shape)])})")
+    if result.max_abs_diff is not None:
+        runner = {"onnx": "onnxruntime", "pt2": "the loaded program", "python": "the generated module"}[args.format]
+        if not result.max_abs_diff <= CHECK_TOLERANCE:
+            raise ValueError(f"{result.path} was written, but {runner} differs from the eager model by "
+                             f"{result.max_abs_diff:.3g} (more than {CHECK_TOLERANCE:g})")
+        print(f"  checked: {runner} matches the eager model (max abs diff {result.max_abs_diff:.2g})")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """A parser with just `predict` and `export` (with --set, --variant, --phi as in cli.py)."""
+    p = argparse.ArgumentParser(prog="archspec", description="Run and export archspec networks.")
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, func, add, text in (("predict", cmd_predict, add_predict_arguments, PREDICT_HELP),
+                                  ("export", cmd_export, add_export_arguments, EXPORT_HELP)):
+        c = sub.add_parser(name, help=text, description=text)
+        c.set_defaults(func=func)
+        c.add_argument("--set", action="append", metavar="PATH=VALUE",
+                       help="override a value, e.g. --set layers.layer3.repeat=36 (repeatable)")
+        c.add_argument("--variant", metavar="NAME", help="a row of the spec's variants table, e.g. b3")
+        c.add_argument("--phi", type=float, metavar="PHI", help="a compound-scaling member (EfficientNet's phi)")
+        add(c)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SpecError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except (OSError, ValueError, RuntimeError) as exc:
+        print(f"archspec {args.command}: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if os.environ.get("ARCHSPEC_DEBUG"):
+            raise
+        print(f"archspec {args.command}: internal error ({type(exc).__name__}: {_one_line(exc)}); "
+              "set ARCHSPEC_DEBUG=1 for the traceback", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

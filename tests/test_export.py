@@ -1,0 +1,334 @@
+"""Export: for every bundled spec, the ONNX file (run in onnxruntime), the torch.export program (.pt2) and
+the generated standalone PyTorch file (imported in a process where archspec cannot be imported) give the
+eager model's outputs. Plus the `export` command: default paths, weights, never writing over its inputs.
+
+Each spec runs at the smallest input size (of a few) that keeps its parameters and output: the formats do
+not depend on the resolution, and tracing and ONNX conversion are the cost here, not the convolutions."""
+from __future__ import annotations
+
+import ast
+import functools
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import torch
+
+import archspec
+from archspec import deploy_cli
+from archspec.errors import SpecError
+from archspec.export import (ExportError, example_input, export_program, python_source, run_onnx, run_pt2,
+                             save_onnx)
+from conftest import ALL_SPECS, SPECS
+
+TOLERANCE = 1e-4
+SIZES = (32, 64, 96, 128, 160, 192, 224, 256, 299)
+# Not marked slow. ONNX/.pt2 (5-30 s a network on 2 cores): LRN, groups, flatten + linear; basic blocks;
+# inception_v1 and auxiliary heads; mbconv, SE, hardswish. The rest of the library is marked slow.
+FAST_FORMATS = {"alexnet_original", "resnet18", "googlenet", "mobilenet_v3_large"}
+# The generated Python file (1-5 s): also bottleneck + SE + groups, nested inceptions, depthwise,
+# stochastic depth, batch norm, pass-through branches.
+FAST_PYTHON = FAST_FORMATS | {"se_resnext50_32x4d", "inception_v3", "mobilenet_v1", "efficientnet_b0", "vgg11_bn",
+                              "inception_bn", "resnet50"}
+
+
+def spec_params(fast: set[str]) -> list[Any]:
+    return [pytest.param(p, id=p.stem, marks=[] if p.stem in fast else [pytest.mark.slow]) for p in ALL_SPECS]
+
+
+@functools.lru_cache(maxsize=None)
+def small_spec(path: Path) -> archspec.Spec:
+    """The spec at the smallest input size (of SIZES) with the same parameters and output."""
+    native = archspec.load(path)
+    for size in SIZES:
+        if size >= min(native.input.shape[1:]):
+            break
+        try:
+            spec = archspec.load(path, overrides={"input.size": size})
+        except SpecError:
+            continue
+        if spec.params == native.params and spec.output_shape == native.output_shape:
+            return spec
+    return native
+
+
+def eager(spec: archspec.Spec, seed: int = 0, calibrate: bool = True) -> torch.nn.Module:
+    """The compiled model in eval mode with well-conditioned random weights, as a trained network's are.
+
+    With the initial weights and statistics, deep networks' activations explode (Inception-v3's logits
+    reach 1e11, ResNet-152's 300) and float32 rounding alone moves the outputs by more than 1e-4, in
+    eager mode too. So the batch norms are calibrated on random inputs (never amplifying: variance at
+    least 1) and the classifier is scaled to logits of standard deviation at most 1: then eager float32
+    is within 1e-6 of float64, and an absolute tolerance of 1e-4 tests the export, not the rounding."""
+    torch.manual_seed(seed)
+    model = archspec.build(spec).eval()
+    if not calibrate:
+        return model
+    x = example_input(spec, batch=8, seed=99)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:  # only the norms learn: no dropout, no stochastic depth, no auxiliary heads
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the calibration batch
+        m.train()
+    with torch.no_grad():
+        model(x)
+        for m, momentum in zip(norms, momenta):
+            m.running_var.clamp_(min=1.0)
+            m.momentum = momentum
+            m.eval()
+        classifier = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]  # the trunk's: heads
+        spread = model(x).std().item()                                                   # come before it
+        if spread > 1.0:
+            classifier.weight.div_(spread)
+            if classifier.bias is not None:
+                classifier.bias.div_(spread)
+    return model
+
+
+# -- ONNX and torch.export, every spec -------------------------------------------------------------------
+# Tracing and converting dominate (seconds per network, minutes for the library), so the checks run in
+# two worker processes (spawned; one when pytest-xdist already runs workers), started at the first test
+# for all the selected specs, each test waiting for its own result.
+
+def check_formats(path: str) -> dict[str, Any]:
+    """Export one spec (small input) to .pt2 and ONNX, run both on another batch size, compare."""
+    import tempfile
+    import traceback
+
+    try:
+        spec = small_spec(Path(path))
+        model = eager(spec)
+        program = export_program(model, spec)  # exported at batch 2 ...
+        x = example_input(spec, batch=3, seed=1)  # ... run at batch 3: the batch dimension is dynamic
+        with torch.no_grad():
+            expected = model(x)
+        result: dict[str, Any] = {"tensor": isinstance(expected, torch.Tensor), "scale": expected.abs().max().item()}
+        with tempfile.TemporaryDirectory() as tmp:
+            pt2 = Path(tmp) / "model.pt2"
+            with open(pt2, "wb") as handle:
+                torch.export.save(program, handle)
+            result["pt2"] = (run_pt2(pt2, x) - expected).abs().max().item()
+            onnx = Path(tmp) / "model.onnx"
+            save_onnx(program, onnx)
+            result["files"] = sorted(p.name for p in Path(tmp).iterdir())
+            got = run_onnx(onnx, x)
+            result["onnx_shape"] = list(got.shape) == list(expected.shape)
+            result["onnx"] = (got - expected).abs().max().item()
+        return result
+    except Exception:
+        return {"error": traceback.format_exc()}
+
+
+@pytest.fixture(scope="module")
+def formats(request: pytest.FixtureRequest) -> Iterator[Any]:
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    selected = [item.callspec.params["path"] for item in request.session.items
+                if getattr(item, "originalname", "") == "test_onnx_and_pt2_match_the_eager_model"]
+    workers = 1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, os.cpu_count() or 1)
+    if workers < 2 or len(selected) < 2:
+        yield lambda path: check_formats(str(path))
+        return
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    biggest_first = sorted(selected, key=lambda p: -len(list(small_spec(p).analyse().walk())))
+    futures = {p: pool.submit(check_formats, str(p)) for p in biggest_first}
+    yield lambda path: futures[path].result() if path in futures else check_formats(str(path))
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.mark.parametrize("path", spec_params(FAST_FORMATS))
+def test_onnx_and_pt2_match_the_eager_model(path: Path, formats: Any) -> None:
+    result = formats(path)
+    assert "error" not in result, result.get("error")
+    assert result["tensor"]  # eval mode: the main output only, even with auxiliary heads
+    assert result["pt2"] <= TOLERANCE
+    assert result["files"] == ["model.onnx", "model.pt2"]  # one self-contained .onnx file, no .data
+    assert result["onnx_shape"]
+    assert result["onnx"] <= TOLERANCE, f"onnxruntime differs by {result['onnx']:.3g} (outputs up to {result['scale']:.3g})"
+
+
+# -- the standalone Python file, every spec -----------------------------------------------------------
+
+WORKER = r'''
+import importlib.abc, importlib.util, json, sys
+
+class NoArchspec(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "archspec" or name.startswith("archspec."):
+            raise ImportError("the generated file imported " + name)
+        return None
+
+sys.meta_path.insert(0, NoArchspec())
+for name in [m for m in sys.modules if m == "archspec" or m.startswith("archspec.")]:
+    del sys.modules[name]
+import torch
+
+for line in sys.stdin:
+    request = json.loads(line)
+    try:
+        loader = importlib.util.spec_from_file_location(request["module"], request["py"])
+        module = importlib.util.module_from_spec(loader)
+        loader.loader.exec_module(module)
+        net = module.build(request["weights"])  # load_state_dict(strict=True) inside
+        io = torch.load(request["io"], weights_only=True)
+        with torch.no_grad():
+            out = net(io["x"])
+        reply = {"diff": (out - io["y"]).abs().max().item(), "keys": list(net.state_dict()),
+                 "training_outputs": len(net.train()(io["x"])) if io["aux"] else 1,
+                 "archspec": sorted(m for m in sys.modules if m.split(".")[0] == "archspec")}
+    except Exception as exc:
+        reply = {"error": type(exc).__name__ + ": " + str(exc)}
+    print(json.dumps(reply), flush=True)
+'''
+
+
+@pytest.fixture(scope="module")
+def standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One isolated Python process (`-I`: no PYTHONPATH, no current folder, no user site; archspec
+    imports refused) that imports generated files and runs them: torch is imported once."""
+    folder = tmp_path_factory.mktemp("standalone")
+    process = subprocess.Popen([sys.executable, "-I", "-c", WORKER], cwd=folder, stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True)
+
+    def ask(**request: str) -> dict[str, Any]:
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.write(json.dumps(request) + "\n")
+        process.stdin.flush()
+        line = process.stdout.readline()
+        assert line, "the standalone process died"
+        return json.loads(line)
+
+    yield ask
+    assert process.stdin is not None
+    process.stdin.close()
+    process.wait(timeout=60)
+
+
+ALLOWED_IMPORTS = {"torch", "collections", "os", "sys"}
+
+
+def imported_modules(source: str) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            names.add((node.module or "").split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("path", spec_params(FAST_PYTHON))
+def test_python_file_runs_standalone(path: Path, tmp_path: Path, standalone: Any) -> None:
+    spec = small_spec(path)
+    model = eager(spec, seed=7, calibrate=False)  # the same modules: the outputs are equal, not just close
+    result = archspec.export(spec, "python", tmp_path / f"{path.stem}.py", model=model, write_weights=True,
+                             check=False)
+    assert [f.name for f in result.files] == [f"{path.stem}.py", f"{path.stem}.pth"]
+    source = result.path.read_text()
+    assert imported_modules(source) <= ALLOWED_IMPORTS
+    x = example_input(spec, batch=2, seed=3)
+    with torch.no_grad():
+        y = model(x)
+    aux = bool(spec.aux_heads)
+    torch.save({"x": x, "y": y, "aux": aux}, tmp_path / "io.pt")
+    reply = standalone(module=f"generated_{path.stem}", py=str(result.path), weights=str(result.files[1]),
+                       io=str(tmp_path / "io.pt"))
+    assert "error" not in reply, reply.get("error")
+    assert reply["archspec"] == []
+    assert reply["keys"] == list(model.state_dict())  # the same names, in the same order
+    assert reply["diff"] <= TOLERANCE
+    assert reply["training_outputs"] == 1 + len(spec.aux_heads)
+
+
+def test_generated_source_reads_like_the_spec() -> None:
+    """Classes named after the block types, constructor arguments where the instances differ."""
+    source = python_source(archspec.load(SPECS / "resnet50.yaml"))
+    assert "class Bottleneck(nn.Module):" in source and "class Resnet50(nn.Module):" in source
+    assert "def __init__(self, in_channels, width, out_channels, stride=1, shortcut=None):" in source
+    assert "Bottleneck(64, 64, 256, shortcut=ConvNormAct(64, 256, 1))," in source
+    assert "*[Bottleneck(1024, 256, 1024) for _ in range(5)]," in source
+    assert imported_modules(source) == {"collections", "torch", "os", "sys"}
+    compile(source, "resnet50.py", "exec")
+    v3 = python_source(archspec.load(SPECS / "inception_v3.yaml"))
+    assert all(f"class Inception{letter}(nn.Module):" in v3 for letter in "ABCDE")
+    assert "if self.training:\n            return x, aux_AuxLogits" in v3
+    assert max(len(line) for line in v3.splitlines()) <= 120
+
+
+def test_python_source_refuses_a_module_it_cannot_write() -> None:
+    from archspec.export import module_expr
+
+    with pytest.raises(ExportError, match="cannot write a torch.nn.modules.rnn.LSTM"):
+        module_expr(torch.nn.LSTM(3, 3), "layer")
+
+
+# -- the public API and the command ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", ["onnx", "pt2", "python"])
+def test_export_api_checks_what_it_wrote(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = archspec.export(SPECS / "resnet18.yaml", fmt, overrides={"input.size": 32})
+    suffix = {"onnx": ".onnx", "pt2": ".pt2", "python": ".py"}[fmt]
+    assert result.path == tmp_path / f"resnet18{suffix}"
+    assert result.files == [result.path] and result.max_abs_diff is not None and result.max_abs_diff <= TOLERANCE
+    assert sorted(p.name for p in tmp_path.iterdir()) == [result.path.name]  # no temporary files left
+
+
+def test_export_command_python_with_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    import torchvision
+
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(0)
+    reference = torchvision.models.resnet18(weights=None).eval()
+    torch.save(reference.state_dict(), tmp_path / "tv.pth")
+    assert deploy_cli.main(["export", str(SPECS / "resnet18.yaml"), "--format", "python",
+                            "--weights", "tv.pth"]) == 0
+    captured = capsys.readouterr()
+    assert "transferred 122 tensors" in captured.err
+    assert "wrote " in captured.out and "resnet18.pth" in captured.out
+    assert "the generated module matches the eager model (max abs diff 0)" in captured.out
+    # The generated file alone, with the weights written beside it, gives torchvision's outputs.
+    namespace: dict[str, Any] = {"__name__": "resnet18_generated", "__file__": str(tmp_path / "resnet18.py")}
+    exec(compile((tmp_path / "resnet18.py").read_text(), "resnet18.py", "exec"), namespace)
+    net = namespace["build"]()  # WEIGHTS = "resnet18.pth", beside the file
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        assert (net(x) - reference(x)).abs().max().item() <= TOLERANCE
+
+
+def test_export_command_onnx_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from test_deploy import run_cli
+
+    out = tmp_path / "g.onnx"
+    assert run_cli(["export", str(SPECS / "googlenet.yaml"), "--set", "input.size=32", "--format", "onnx",
+                    "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert f"wrote {out}" in text and "input (batch, 3, 32, 32) -> (batch, 1000)" in text
+    assert "checked: onnxruntime matches the eager model" in text
+
+
+@pytest.mark.parametrize("target", ["spec", "weights"])
+def test_export_never_writes_over_its_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str], target: str) -> None:
+    spec = tmp_path / "resnet18.yaml"
+    spec.write_text((SPECS / "resnet18.yaml").read_text())
+    weights = tmp_path / "resnet18.pth"
+    torch.save(archspec.build(spec).state_dict(), weights)
+    before = spec.read_bytes(), weights.read_bytes()
+    args = ["-o", str(spec)] if target == "spec" else ["-o", str(tmp_path / "resnet18.py")]  # .py + resnet18.pth
+    assert deploy_cli.main(["export", str(spec), "--format", "python", "--weights", str(weights), *args]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "refusing to overwrite the input" in err[0]
+    assert (spec.read_bytes(), weights.read_bytes()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["resnet18.pth", "resnet18.yaml"]
+
+
+def test_export_spec_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert deploy_cli.main(["export", str(SPECS / "resnet18.yaml"), "--format", "pt2", "--set", "layers.fc.outt=1"]) == 2
+    assert "did you mean 'out'?" in capsys.readouterr().err

@@ -1,0 +1,110 @@
+"""One rank of a DDP smoke run, launched by torchrun (not a test module; tests/test_ddp.py runs it).
+
+    torchrun --standalone --nproc_per_node 2 tests/ddp_worker.py --out result.json           # gloo, CPU
+    torchrun --standalone --nproc_per_node 1 tests/ddp_worker.py --backend nccl --device cuda \
+        --compile inductor --out result.json                                                  # GPU
+
+Each rank builds the spec with archspec (from a different seed: DDP must broadcast rank 0's weights),
+wraps it in DistributedDataParallel (optionally under torch.compile), and trains a few SGD steps on
+its own random batches. After every backward pass the ranks' gradients are gathered and compared
+(DDP all-reduces them, so they must agree), and at the end their parameters. Rank 0 writes the
+findings as JSON to --out.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+from torch.nn.parallel import DistributedDataParallel  # noqa: E402
+
+import archspec  # noqa: E402
+from archspec.train import loss_of  # noqa: E402
+
+
+def flat(tensors: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([t.detach().reshape(-1).float() for t in tensors])
+
+
+def spread(vector: torch.Tensor, world: int) -> float:
+    """The largest difference between any rank's copy of `vector` and rank 0's."""
+    gathered = [torch.empty_like(vector) for _ in range(world)]
+    dist.all_gather(gathered, vector)
+    return max((g - gathered[0]).abs().max().item() for g in gathered)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--spec", default=str(ROOT / "specs" / "resnet18.yaml"))
+    p.add_argument("--set", action="append", default=None, metavar="PATH=VALUE",
+                   help="default for resnet18: 32x32 input, 10 classes")
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--backend", default="gloo")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--compile", default="none", help="a torch.compile backend (inductor, aot_eager, ...) or none")
+    p.add_argument("--out", type=Path)
+    args = p.parse_args()
+    overrides = args.set if args.set is not None else ["input.size=32", "layers.fc.out=10"]
+
+    dist.init_process_group(args.backend)
+    rank, world = dist.get_rank(), dist.get_world_size()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device(f"cuda:{local_rank}" if args.device == "cuda" else args.device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+
+    spec = archspec.load(args.spec, overrides)
+    torch.manual_seed(1000 + rank)  # each rank initialises differently ...
+    model = archspec.compile(spec, device).train()
+    ddp = DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
+    initial = flat(list(model.parameters())).clone()  # ... and DDP's constructor gives all rank 0's weights
+    start_spread = spread(initial, world)
+    net = ddp if args.compile == "none" else torch.compile(ddp, backend=args.compile)
+    optimiser = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+    data = torch.Generator().manual_seed(2000 + rank)  # different batches on each rank
+    losses, grad_spreads = [], []
+    started = time.perf_counter()
+    for _ in range(args.steps):
+        x = torch.randn(args.batch, *spec.input.shape, generator=data).to(device)
+        y = torch.randint(0, spec.output_shape[0], (args.batch,), generator=data).to(device)
+        loss, _ = loss_of(net(x), y)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_spreads.append(spread(flat([q.grad for q in model.parameters()]), world))
+        optimiser.step()
+        losses.append(loss.item())
+    seconds = time.perf_counter() - started
+
+    final = flat(list(model.parameters()))
+    all_losses = [None] * world
+    dist.all_gather_object(all_losses, losses)
+    result = {
+        "world_size": world, "backend": args.backend, "device": str(device), "compile": args.compile,
+        "spec": spec.name, "params": int(initial.numel()), "steps": args.steps,
+        "initial_param_spread": start_spread,      # 0: DDP broadcast rank 0's weights
+        "grad_spread": max(grad_spreads),          # 0: gradients all-reduced, identical on every rank
+        "final_param_spread": spread(final, world),  # 0: identical weights after training
+        "param_change": (final - initial).abs().max().item(),  # > 0: the weights did train
+        "losses": all_losses,                      # one list per rank: differ, as the data do
+        "seconds": seconds,
+    }
+    if rank == 0:
+        print(json.dumps(result))
+        if args.out:
+            args.out.write_text(json.dumps(result, indent=2))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

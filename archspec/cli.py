@@ -9,13 +9,15 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .blocks.base import Node, fmt_shape
+from .deploy_cli import EXPORT_HELP, PREDICT_HELP, add_export_arguments, add_predict_arguments, cmd_export, cmd_predict
 from .errors import SpecError
+from .files import write_atomic
+from .perf_cli import add_bench_arguments, add_train_arguments, cmd_bench, cmd_train
 from .spec import Spec, load
 
 EXIT_SPEC_ERROR = 2
@@ -26,23 +28,6 @@ def human(n: int | float, unit: str = "") -> str:
         if abs(n) >= scale:
             return f"{n / scale:.3f} {suffix}{unit}"
     return f"{n:g} {unit}".rstrip()
-
-
-def write_atomic(path: Path, write: Callable[[Path], None], inputs: Sequence[Path] = ()) -> None:
-    """Write through a temporary file in the same folder, then rename over `path`."""
-    if any(path.resolve() == Path(p).resolve() for p in inputs):
-        raise OSError(f"refusing to overwrite the input spec {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _load(args: argparse.Namespace, path: str, variant: str | None = None) -> Spec:
@@ -99,43 +84,52 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def summary_dict(spec: Spec) -> dict[str, Any]:
-    root = spec.analyse()
+def summary_dict(spec: Spec, depth: int = 1, batch: int = 1, dtype: str = "fp32") -> dict[str, Any]:
+    """`summary --json`: archspec.summary(...).to_dict()."""
+    from .summary import summary
 
-    def row(node: Node) -> dict[str, Any]:
-        return {"name": node.path, "type": node.type, "output_shape": list(node.out_shape),
-                "params": node.params, "macs": node.macs}
+    return summary(spec, depth, batch, dtype).to_dict()
 
-    return {"name": spec.name, "params": root.params, "macs": root.macs,
-            "aux_params": spec.aux_params, "aux_macs": spec.aux_macs,
-            "input_shape": list(root.in_shape), "output_shape": list(root.out_shape),
-            "layers": [row(c) for c in root.children if not c.aux],
-            "aux_heads": [row(c) for c in root.children if c.aux]}
+
+def _show(result: Any, text: str) -> None:
+    """A rich table on a terminal, plain aligned text otherwise (pipes, files, tests)."""
+    if sys.stdout.isatty():
+        from rich.console import Console
+
+        console = Console()
+        needed = console.measure(result, options=console.options.update_width(100_000)).maximum
+        if needed > console.width:  # never truncate a number: let the terminal wrap long lines instead
+            console = Console(width=needed)
+        console.print(result)
+    else:
+        print(text)
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    spec = _load(args, args.spec)
-    data = summary_dict(spec)
+    from .summary import summary
+
+    result = summary(_load(args, args.spec), args.depth, args.batch, args.dtype)
     if args.json:
-        print(json.dumps(data, indent=2))
-        return 0
-    rows = data["layers"] + data["aux_heads"]
-    width = max(len(r["name"]) for r in rows + [{"name": "layer"}]) + 2
-    print(f"{spec.name}  input {fmt_shape(tuple(data['input_shape']))}")
-    print(f"{'layer':<{width}}{'type':<14}{'output':>14}{'params':>14}{'MACs':>16}")
-    for r in rows:
-        kind = "aux_head" if r in data["aux_heads"] else r["type"]
-        print(f"{r['name']:<{width}}{kind:<14}{fmt_shape(tuple(r['output_shape'])):>14}"
-              f"{r['params']:>14,}{r['macs']:>16,}")
-    print(f"parameters  {data['params']:,} ({human(data['params'])})")
-    if data["aux_params"]:
-        print(f"  of which  {data['aux_params']:,} in training-only auxiliary heads; "
-              f"{data['params'] - data['aux_params']:,} at inference")
-    print(f"MACs        {data['macs']:,} ({human(data['macs'])}), multiply-adds of the conv and linear layers")
-    print(f"FLOPs       {human(2 * data['macs'])} (2 per MAC, as torch.utils.flop_counter counts)")
-    if data["aux_macs"]:
-        print(f"  training  + {data['aux_macs']:,} MACs in the auxiliary heads")
-    print(f"output      {fmt_shape(tuple(data['output_shape']))}")
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        _show(result, result.text())
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from .summary import diff
+
+    if args.b is None and not (args.set or args.variant or args.phi is not None):
+        raise ValueError("nothing to compare: give a second spec, or --set / --variant / --phi for the first one")
+    a = load(args.a)
+    b = _load(args, args.b or args.a)
+    edits = [f"--set {s}" for s in args.set or []] + ([f"--variant {args.variant}"] if args.variant else []) + (
+        [f"--phi {args.phi:g}"] if args.phi is not None else [])
+    result = diff(a, b, args.depth, args.batch, args.dtype, labels=(args.a, " ".join([args.b or args.a, *edits])))
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        _show(result.rich(args.all), result.text(args.all))
     return 0
 
 
@@ -155,8 +149,26 @@ def cmd_scale(args: argparse.Namespace) -> int:
             print(f"\n{name or spec.name}: width x{spec.scaling.width:.4g} (multiples of {spec.scaling.divisor}, "
                   f"at most {1 - spec.scaling.round_limit:.0%} down), depth x{spec.scaling.depth:.4g} (rounded up)")
             print(f"  {'where':<24}{'field':<10}{'base':>8}{'x factor':>12}{'rounded':>9}")
-            for f in spec.scaled_fields:
+            for f in (f for f in spec.scaled_fields if f.raw != f.base):  # the fields a multiplier changed
                 print(f"  {f.path:<24}{f.field:<10}{f.base:>8}{f.raw:>12.2f}{f.scaled:>9}")
+    return 0
+
+
+def cmd_diagram(args: argparse.Namespace) -> int:
+    from .diagram import INSTALL_HINT, render
+
+    specs = [Path(p) for p in args.specs]
+    folder = Path(args.output) if args.output and (len(specs) > 1 or Path(args.output).is_dir()) else None
+    if len(specs) > 1 and folder is None:
+        folder = Path(".")
+    for path in specs:
+        spec = _load(args, str(path))
+        target = (folder / f"{spec.name}.svg") if folder else Path(args.output or f"{spec.name}.svg")
+        written, rendered = render(spec, target, args.detail, args.rankdir, inputs=tuple(specs))
+        if not rendered and written.suffix == ".dot" and target.suffix != ".dot":
+            print(f"{written}: {INSTALL_HINT}")
+        else:
+            print(written)
     return 0
 
 
@@ -165,6 +177,26 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
     print(json.dumps(editor_schema(), indent=2))
     return 0
+
+
+def _summary_options(c: argparse.ArgumentParser) -> None:
+    """Options of `summary` and `diff`."""
+    def count(text: str) -> int:
+        if not text.isdigit():
+            raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'")
+        return int(text)
+
+    def positive(text: str) -> int:
+        if count(text) < 1:
+            raise argparse.ArgumentTypeError(f"expected 1 or more, got '{text}'")
+        return int(text)
+
+    c.add_argument("--depth", type=count, default=1, metavar="N",
+                   help="rows down to nesting level N (1: top-level layers, the default; 0: totals only)")
+    c.add_argument("--batch", type=positive, default=1, metavar="B", help="batch size for the memory figures (default 1)")
+    c.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="element type for the memory figures (default fp32)")
+    c.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -188,12 +220,31 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, meta ... (default: cpu)")
     c.add_argument("--weights", metavar="FILE", help="a torchvision/timm state_dict or archspec checkpoint")
     c.add_argument("-o", "--output", metavar="FILE", help="write a checkpoint (resolved spec + state_dict)")
-    c = command("summary", cmd_summary, "parameters, MACs and shapes from the spec alone (no torch)")
+    c = command("summary", cmd_summary, "per-block shapes, parameters, MACs and hyper-parameters, then totals "
+                                        "and memory, from the spec alone (no torch)")
     c.add_argument("spec", metavar="SPEC")
-    c.add_argument("--json", action="store_true", help="machine-readable output")
+    _summary_options(c)
+    c = command("diff", cmd_diff, "what changes between two specs, or a spec and its --set/--variant/--phi edit, "
+                                  "block by block and in the totals (no torch); --set, --variant and --phi apply to B")
+    c.add_argument("a", metavar="A", help="the spec before")
+    c.add_argument("b", metavar="B", nargs="?", help="the spec after (default: A, edited by --set/--variant/--phi)")
+    _summary_options(c)
+    c.add_argument("--all", action="store_true", help="list the unchanged blocks too")
     c = command("scale", cmd_scale, "a family's variants: width, depth, resolution, params, MACs (no torch)")
     c.add_argument("spec", metavar="SPEC")
     c.add_argument("--explain", action="store_true", help="each scaled field: base, raw scaled and rounded value")
+    c = command("diagram", cmd_diagram, "draw specs as Graphviz diagrams from the spec alone (no torch)")
+    c.add_argument("specs", nargs="+", metavar="SPEC")
+    c.add_argument("-o", "--output", metavar="OUT", help="OUT.svg|.png|.pdf|.dot, or a folder for several specs "
+                                                          "(default: SPEC_NAME.svg here)")
+    c.add_argument("--detail", choices=("stage", "block", "layer"), default="block", help="default: block")
+    c.add_argument("--rankdir", choices=("TB", "LR", "BT", "RL"), default="TB", help="layout direction (default TB)")
+    add_predict_arguments(command("predict", cmd_predict, PREDICT_HELP))
+    add_export_arguments(command("export", cmd_export, EXPORT_HELP))
+    add_bench_arguments(command("bench", cmd_bench, "images/s, latency and peak memory, beside the torchvision/timm "
+                                                    "reference with --reference"))
+    add_train_arguments(command("train", cmd_train, "train on scikit-learn's digits (8x8, 10 classes; use --set to "
+                                                    "fit the spec), per-epoch loss and held-out accuracy"))
     command("schema", cmd_schema, "print the JSON Schema of the spec language (for editor autocompletion)")
     return p
 

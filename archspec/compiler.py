@@ -28,12 +28,13 @@ def compile(spec: Spec, device: str | torch.device | None = None, dtype: torch.d
 
 def build(spec: str | Path | Spec, overrides: dict[str, Any] | list[str] | None = None,
           weights: str | Path | dict[str, torch.Tensor] | None = None,
-          device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> Network:
+          device: str | torch.device | None = None, dtype: torch.dtype | None = None,
+          variant: str | None = None, phi: float | None = None) -> Network:
     """Load (if given a path), compile and optionally load weights; see `archspec.interop`."""
     if not isinstance(spec, Spec):
-        spec = load(spec, overrides)
-    elif overrides:
-        raise ValueError("overrides apply to a spec file; pass a path, or call archspec.load(path, overrides)")
+        spec = load(spec, overrides, variant=variant, phi=phi)
+    elif overrides or variant or phi is not None:
+        raise ValueError("overrides, variant and phi apply to a spec file; pass a path, or call archspec.load(path, ...)")
     model = compile(spec, device, dtype)
     if weights is not None:
         from .interop import load_weights

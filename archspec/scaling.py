@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -77,13 +77,21 @@ class ScaledField:
     scaled: int
 
 
+def _markers(annotation: Any) -> list[_Scales]:
+    """Scaling markers on a type, also inside `Channels | None` and other unions."""
+    found = [m for m in getattr(annotation, "__metadata__", ()) if isinstance(m, _Scales)]
+    for arg in get_args(annotation):
+        found += _markers(arg)
+    return found
+
+
 def scaled_fields(model: BaseModel) -> dict[str, str]:
     """{field name: 'width' | 'depth'} for the fields of `model` that scale."""
     found = {}
     for name, info in type(model).model_fields.items():
-        for meta in info.metadata:
-            if isinstance(meta, _Scales):
-                found[name] = meta.dimension
+        markers = [m for m in info.metadata if isinstance(m, _Scales)] + _markers(info.annotation)
+        if markers:
+            found[name] = markers[0].dimension
     return found
 
 

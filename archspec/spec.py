@@ -1,18 +1,20 @@
 """The resolved spec: the raw tree validated into typed blocks, and its analysis."""
 from __future__ import annotations
 
+import reprlib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from .blocks import BLOCK_TYPES, AuxHead, BlockList, Node
-from .blocks.base import PosInt, Shape, check_unique_names, pair
+from .blocks.base import Block, PosInt, Shape, block_budget, check_unique_names, pair
 from .blocks.sequence import Sequence
 from .errors import Loc, SpecError, did_you_mean
-from .scaling import Compound, ScaledField, Scaling, scale_blocks
-from .source import (LocDict, LocList, apply_dotted, apply_overrides, load_raw, loc_of, parse_yaml, set_path,
-                     split_dotted, to_plain)
+from .preprocess import Preprocess, TTASpec
+from .scaling import Compound, ScaledField, Scaling, scale_blocks, scaled_fields
+from .source import (MAX_DEFAULT_VALUES, LocDict, LocList, apply_dotted, apply_overrides, load_raw, loc_of, parse_yaml,
+                     printable, set_path, split_dotted, to_plain)
 
 INIT_SCHEMES = ("default", "resnet", "vgg", "googlenet", "inception_v3", "efficientnet", "mobilenet",
                 "timm_resnet", "timm_efficientnet")
@@ -50,6 +52,8 @@ class Spec(BaseModel):
     compound: Compound | None = None
     variants: dict[VARIANT_NAME, dict[str, Any]] = {}  # name -> dotted-path overrides
     variant: VARIANT_NAME | None = None  # the variant applied (selected by `variant:` or --variant)
+    preprocess: Preprocess = Preprocess()
+    tta: TTASpec | None = None  # test-time augmentation, used by `predict --tta` and archspec.tta
 
     _source: Any = PrivateAttr(default=None)
     _analysis: Node | None = PrivateAttr(default=None)
@@ -68,22 +72,26 @@ class Spec(BaseModel):
     def analyse(self) -> Node:
         """The analysis tree: every block's input/output shape, parameters and MACs."""
         if self._analysis is None:
-            if not self.layers:
-                raise SpecError("a spec needs at least one layer", loc_of(self._source, None), "layers")
-            root = Sequence(type="sequence", layers=self.layers).analyse(self.input.shape, self.name, "")
-            trunk = {node.name: node for node in root.children}
-            for head in self.aux_heads:
-                if head.tap not in trunk:
-                    head.fail(head.name, f"'tap' names no top-level layer: '{head.tap}'{did_you_mean(head.tap, trunk)}")
-                node = head.analyse(trunk[head.tap].out_shape, head.name, head.name)
-                root.children.append(node)
-                root.params += node.params
-            # Stochastic depth grows linearly with the block index, as torchvision's EfficientNet.
-            blocks = [n for n in root.walk() if "stochastic_depth" in type(n.block).model_fields]
-            for index, node in enumerate(blocks):
-                node.drop_rate = self.stochastic_depth * index / len(blocks)
-            self._analysis = root
+            with block_budget():  # one budget for the trunk and the auxiliary heads (blocks/base.py)
+                self._analysis = self._analyse()
         return self._analysis
+
+    def _analyse(self) -> Node:
+        if not self.layers:
+            raise SpecError("a spec needs at least one layer", loc_of(self._source, None), "layers")
+        root = Sequence(type="sequence", layers=self.layers).analyse(self.input.shape, self.name, "")
+        trunk = {node.name: node for node in root.children}
+        for head in self.aux_heads:
+            if head.tap not in trunk:
+                head.fail(head.name, f"'tap' names no top-level layer: '{head.tap}'{did_you_mean(head.tap, trunk)}")
+            node = head.analyse(trunk[head.tap].out_shape, head.name, head.name)
+            root.children.append(node)
+            root.params += node.params
+        # Stochastic depth grows linearly with the block index, as torchvision's EfficientNet.
+        blocks = [n for n in root.walk() if "stochastic_depth" in type(n.block).model_fields]
+        for index, node in enumerate(blocks):
+            node.drop_rate = self.stochastic_depth * index / len(blocks)
+        return root
 
     @property
     def params(self) -> int:
@@ -120,7 +128,12 @@ class Spec(BaseModel):
                 raise SpecError("'scaling.phi' needs a 'compound' rule (alpha, beta, gamma)", loc_of(self._source, None), "scaling")
             c, phi = self.compound, scaling.phi
             scaling = scaling.model_copy(update={"width": scaling.width * c.beta ** phi, "depth": scaling.depth * c.alpha ** phi})
-            size = tuple(round(s * c.gamma ** phi) for s in pair(size))
+            scaled = tuple(round(s * c.gamma ** phi) for s in pair(size))
+            if not all(1 <= s <= 1_000_000 for s in scaled):
+                raise SpecError(f"compound scaling with phi={phi:g} makes the input size {scaled[0]}x{scaled[1]}, "
+                                "outside 1..1000000", self._source.loc_of("scaling") if isinstance(self._source, LocDict) else None,
+                                "scaling")
+            size = scaled[0] if isinstance(size, int) else scaled
             self.input = self.input.model_copy(update={"size": size})
             self.scaling = scaling
         if scaling.width == 1.0 and scaling.depth == 1.0:
@@ -128,6 +141,39 @@ class Spec(BaseModel):
         self._scaled = []
         self.layers = scale_blocks(self.layers, scaling, "", self._scaled)
         self.aux_heads = scale_blocks(self.aux_heads, scaling, "", self._scaled)
+        _check_scaled([*self.layers, *self.aux_heads], "", scaling)
+
+
+def _check_scaled(value: Any, path: str, scaling: Scaling) -> None:
+    """Scaled fields are copied without validation: each must still be within its field's bound."""
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_scaled(item, f"{path}.{item.name or i}".lstrip(".") if isinstance(item, Block) else path, scaling)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_scaled(item, f"{path}.{key}".lstrip("."), scaling)
+    elif isinstance(value, BaseModel):
+        scaled = scaled_fields(value)
+        for name, info in type(value).model_fields.items():
+            item = getattr(value, name)
+            bound = _upper_bound([*info.metadata, info.annotation])
+            if name in scaled and isinstance(item, int) and bound is not None and item > bound:
+                factor = f"width x{scaling.width:g}" if scaled[name] == "width" else f"depth x{scaling.depth:g}"
+                raise SpecError(f"scaling ({factor}) makes '{name}' {item:,}, over its limit of {bound:,}",
+                                getattr(value, "_loc", None), path, getattr(value, "type", ""))
+            if isinstance(item, (BaseModel, list, dict)):
+                _check_scaled(item, path, scaling)
+
+
+def _upper_bound(items: list[Any]) -> Any:
+    """The `le` bound among field metadata, looking inside `Annotated[...] | None`."""
+    for item in items:
+        if getattr(item, "le", None) is not None:
+            return item.le
+        found = _upper_bound([*getattr(item, "__metadata__", ()), *get_args(item)])
+        if found is not None:
+            return found
+    return None
 
 
 Overrides = dict[str, Any] | list[str] | None
@@ -156,11 +202,11 @@ def loads(text: str, file: str = "<string>", overrides: Overrides = None, *, var
 def prepare(raw: LocDict, overrides: Overrides = None, variant: str | None = None, phi: float | None = None,
             analyse: bool = True) -> Spec:
     """Variant, then overrides, then validation, scaling and (optionally) analysis."""
-    if variant is not None:  # chosen from outside: the network is named after it
+    if variant is not None and raw.get("variant") != variant:  # chosen from outside: named after it
+        if raw.get("variant") is None and isinstance(raw.get("name"), str):
+            raw["name"] = f"{raw['name']}_{variant}"
         raw["variant"] = variant
         raw.key_locs["variant"] = Loc(f"--variant {variant}", 1, 1)
-        if isinstance(raw.get("name"), str):
-            raw["name"] = f"{raw['name']}_{variant}"
     _apply_variant(raw)
     apply_overrides(raw, overrides)
     if phi is not None:
@@ -189,8 +235,11 @@ def resolve(raw: LocDict, analyse: bool = True) -> Spec:
     """Validate a raw tree into a Spec; every problem becomes a located SpecError."""
     defaults = raw.get("defaults")
     _check_defaults(defaults)
+    defaults = defaults if isinstance(defaults, LocDict) else {}
+    # Each block gets its own copy of its type's defaults: the values they add share one budget.
+    context = {"defaults": defaults, "budget": [MAX_DEFAULT_VALUES], "sizes": {k: _size(v) for k, v in defaults.items()}}
     try:
-        spec = Spec.model_validate(raw, context={"defaults": defaults if isinstance(defaults, LocDict) else {}})
+        spec = Spec.model_validate(raw, context=context)
     except ValidationError as exc:
         raise _translate(exc, raw) from None
     spec._source = raw
@@ -206,14 +255,42 @@ def _check_defaults(defaults: Any) -> None:
     for type_name, fields in defaults.items():
         loc = defaults.loc_of(type_name)
         if type_name not in BLOCK_TYPES:
-            raise SpecError(f"unknown block type '{type_name}'{did_you_mean(type_name, BLOCK_TYPES)}", loc, f"defaults.{type_name}")
+            raise SpecError(f"unknown block type '{printable(type_name)}'{did_you_mean(type_name, BLOCK_TYPES)}", loc,
+                            f"defaults.{printable(type_name, 64)}")
         if not isinstance(fields, LocDict):
             raise SpecError("defaults for a block type are a mapping of its fields", loc, f"defaults.{type_name}")
-        known = set(BLOCK_TYPES[type_name].model_fields) - {"type", "name"}
+        model_fields = BLOCK_TYPES[type_name].model_fields
+        known = set(model_fields) - {"type", "name"}
         for field in fields:
             if field not in known:
-                raise SpecError(f"'{field}' is not a field of {type_name}{did_you_mean(field, known)}",
+                raise SpecError(f"'{printable(field)}' is not a field of {type_name}{did_you_mean(field, known)}",
                                 fields.loc_of(field), f"defaults.{type_name}", type_name)
+            if _admits_composites(model_fields[field].annotation):
+                # A default that holds blocks would be applied inside itself, without end.
+                raise SpecError(f"'{field}' holds blocks and cannot have a default; write it in each {type_name}",
+                                fields.loc_of(field), f"defaults.{type_name}", type_name)
+
+
+def _admits_composites(annotation: Any) -> bool:
+    """Whether a field's type admits a block that itself holds blocks (a list of layers, a stage's block)."""
+    if isinstance(annotation, type) and issubclass(annotation, Block):
+        return any(_admits_blocks(info.annotation) for info in annotation.model_fields.values())
+    return any(_admits_composites(arg) for arg in get_args(annotation))
+
+
+def _admits_blocks(annotation: Any) -> bool:
+    if isinstance(annotation, type) and issubclass(annotation, Block):
+        return True
+    return any(_admits_blocks(arg) for arg in get_args(annotation))
+
+
+def _size(node: Any) -> int:
+    """Nodes in a raw tree."""
+    if isinstance(node, dict):
+        return 1 + sum(_size(v) for v in node.values())
+    if isinstance(node, list):
+        return 1 + sum(_size(v) for v in node)
+    return 1
 
 
 def _translate(exc: ValidationError, raw: LocDict) -> SpecError:
@@ -255,9 +332,9 @@ def _locate(steps: tuple[Any, ...], raw: LocDict) -> tuple[Loc, Any, str, str | 
             node = {"type": node}
         if isinstance(node, dict) and ("type" in node or isinstance(step, int)):
             block, field = node, None
-            path.append(str(node.get("name") or step))
+            path.append(printable(str(node.get("name") or step), 64))
         elif isinstance(step, str) and step not in ("layers", "body", "aux_heads") and (block is None or _is_block_list(node)):
-            path.append(step)  # a top-level section, or a named list inside a block (a branch, a shortcut)
+            path.append(printable(step, 64))  # a top-level section, or a named list inside a block (a branch, a shortcut)
     return position, block, ".".join(path), field
 
 
@@ -278,17 +355,41 @@ def _is_block_list(node: Any) -> bool:
 def _message(error: dict[str, Any], block: Any, kind: str, field: str | None) -> str:
     etype, last = error["type"], str(error["loc"][-1]) if error["loc"] else ""
     if etype == "union_tag_invalid":
-        return f"unknown block type '{kind}'{did_you_mean(kind, BLOCK_TYPES)} (known: {', '.join(sorted(BLOCK_TYPES))})"
+        if isinstance(block, dict) and not isinstance(block.get("type"), str):
+            return f"a block's 'type' is the name of a block type, not {_short(block.get('type'))}"
+        return (f"unknown block type '{printable(kind)}'{did_you_mean(kind, BLOCK_TYPES)} "
+                f"(known: {', '.join(sorted(BLOCK_TYPES))})")
     if etype == "union_tag_not_found":
         return f"a block needs a 'type' (one of: {', '.join(sorted(BLOCK_TYPES))})"
     if etype == "model_attributes_type" or (etype == "model_type" and block is None):
-        return f"expected a mapping here, got {error['input']!r}"
+        return f"expected a mapping here, got {_short(error['input'])}"
     fields = list(BLOCK_TYPES[kind].model_fields) if kind in BLOCK_TYPES else []
     if etype == "extra_forbidden":
         if not kind and len(error["loc"]) == 1:
-            return f"'{last}' is not a top-level key{did_you_mean(last, Spec.model_fields)}"
-        return f"'{last}' is not a field of {kind or 'this section'}{did_you_mean(last, fields)}"
+            return f"'{printable(last)}' is not a top-level key{did_you_mean(last, Spec.model_fields)}"
+        return f"'{printable(last)}' is not a field of {kind or 'this section'}{did_you_mean(last, fields)}"
     if etype == "missing":
         return f"missing required field '{last}'"
     name = field or last
-    return f"'{name}': {error['msg']} (got {error['input']!r})"
+    return f"'{printable(name)}': {error['msg']} (got {_short(error['input'])})"
+
+
+class _Repr(reprlib.Repr):
+    """A bounded repr of raw-tree values: long lists, strings and numbers are cut short."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel, self.maxlist, self.maxdict, self.maxstring, self.maxother, self.maxlong = 3, 6, 6, 60, 60, 40
+
+    def repr_LocDict(self, value: Any, level: int) -> str:
+        return self.repr_dict(value, level)
+
+    def repr_LocList(self, value: Any, level: int) -> str:
+        return self.repr_list(value, level)
+
+    def repr_int(self, value: int, level: int) -> str:
+        return f"an integer of {len(str(abs(value))):,} digits" if abs(value) >= 10 ** self.maxlong else repr(value)
+
+
+def _short(value: Any) -> str:
+    return _Repr().repr(value)

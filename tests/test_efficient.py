@@ -149,6 +149,9 @@ def test_timm_resnet_init_starts_blocks_as_identity() -> None:
     model = archspec.build(SPECS / "se_resnet50.yaml")
     assert torch.count_nonzero(model.get_submodule("layer2.1.conv3.norm").weight) == 0
     assert torch.count_nonzero(model.get_submodule("layer2.1.conv2.norm").weight) > 0
+    # In a block with a projection it is still the body's last BN, never the shortcut's (timm's bn3).
+    assert torch.count_nonzero(model.get_submodule("layer1.0.conv3.norm").weight) == 0
+    assert torch.count_nonzero(model.get_submodule("layer1.0.shortcut.norm").weight) > 0
 
 
 def test_depthwise_block() -> None:
@@ -157,3 +160,12 @@ def test_depthwise_block() -> None:
     assert node.out_shape == (64, 16, 16)
     assert node.params == (3 * 25 + 6) + (3 * 64 + 128)  # dw 5x5 + BN, pw 1x1 + BN (no biases)
     assert node.macs == 16 * 16 * (3 * 25 + 3 * 64)
+
+
+def test_optional_channel_fields_scale_too() -> None:
+    """mbconv's explicit `expanded` widths (MobileNetV3's table) follow the width multiplier, as torchvision's."""
+    spec = archspec.load(SPECS / "mobilenet_v3_large.yaml", overrides={"scaling.width": 0.75})
+    block = spec.analyse().children[1].children[3]  # blocks.3: expanded 72
+    assert block.children[0].out_shape[0] == make_divisible(72 * 0.75, 8) == 56
+    ref = torchvision.models.mobilenet_v3_large(width_mult=0.75)
+    assert block.children[0].out_shape[0] == ref.features[4].block[0].out_channels

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Union, get_args
 from pydantic import BeforeValidator, Field, ValidationInfo
 
 from ..errors import SpecError
-from ..source import LocDict, LocList
+from ..source import MAX_DEFAULT_VALUES, LocDict, LocList
 from .activation import ActivationLayer
 from .adaptive_pool import AdaptivePool
 from .aux_head import AuxHead
@@ -50,11 +50,22 @@ BLOCK_TYPES: dict[str, type[Block]] = _registry(BLOCK_CLASSES)
 
 
 def _with_defaults(item: Any, info: ValidationInfo) -> Any:
-    """Spec-level defaults for this block's type, under the block's own fields."""
-    defaults = (info.context or {}).get("defaults") or {}
-    if not isinstance(item, LocDict) or item.get("type") not in defaults:
+    """Spec-level defaults for this block's type, under the block's own fields.
+
+    Every block of the type gets its own copy of the defaults to validate, so the nodes added are
+    counted against the context's `budget` (defaults for 10,000 blocks must not multiply validation)."""
+    context = info.context or {}
+    defaults = context.get("defaults") or {}
+    kind = item.get("type") if isinstance(item, LocDict) else None
+    if not isinstance(kind, str) or kind not in defaults or not isinstance(defaults[kind], LocDict):
         return item
-    base = defaults[item["type"]]
+    base = defaults[kind]
+    budget = context.get("budget")
+    if budget is not None:
+        budget[0] -= context.get("sizes", {}).get(kind, len(base))
+        if budget[0] < 0:
+            raise SpecError(f"with 'defaults' applied to every block, the spec grows past {MAX_DEFAULT_VALUES:,} values; "
+                            f"make the defaults for '{kind}' smaller or use fewer blocks", item.loc, "", kind)
     return LocDict({**base, **item}, loc=item.loc, key_locs={**base.key_locs, **item.key_locs})
 
 

@@ -5,10 +5,12 @@ A block type is one file holding its pydantic model, its shape rule and analytic
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, Iterator, Literal, NoReturn, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from ..errors import Loc, SpecError
 from ..source import LocDict
@@ -27,6 +29,27 @@ Norm = Literal["none", "batch"]
 BnEps = Annotated[float, Field(gt=0, lt=1)]
 BnMomentum = Annotated[float, Field(gt=0, le=1)]
 InitStd = Annotated[float, Field(gt=0, le=10)]
+
+# Analysis budget: repeats multiply (a stage of 10,000 holding a stage of 10,000 is 10^8 blocks), so one
+# analysis visits at most MAX_BLOCKS blocks (at ~30 us each, well under a second); the largest bundled
+# spec (EfficientNet-B7) has under 300. No shape dimension may exceed MAX_DIM (2^40), which keeps every
+# later computation exact and finite.
+MAX_BLOCKS = 20_000
+MAX_DIM = 2 ** 40
+_BUDGET: ContextVar[list[int] | None] = ContextVar("archspec_block_budget", default=None)
+
+
+@contextmanager
+def block_budget(limit: int = MAX_BLOCKS) -> Iterator[None]:
+    """One analysis: the blocks visited inside share `limit` (nested calls keep the outer budget)."""
+    if _BUDGET.get() is not None:
+        yield
+        return
+    token = _BUDGET.set([limit])
+    try:
+        yield
+    finally:
+        _BUDGET.reset(token)
 
 
 def pair(value: int | tuple[int, int]) -> tuple[int, int]:
@@ -51,6 +74,7 @@ class Node:
     children: list["Node"] = field(default_factory=list)
     aux: bool = False  # a training-only auxiliary head
     drop_rate: float = 0.0  # stochastic depth of a residual block, from the spec's linear rule
+    form: str = "leaf"  # how the children combine: leaf, chain, residual (body + shortcut, added), concat
 
     def walk(self) -> Iterator["Node"]:
         yield self
@@ -113,9 +137,10 @@ class Block(BaseModel):
         """This block (and the blocks it holds) located at `loc`: used by macro blocks."""
         self._loc = loc
         for value in self.__dict__.values():
-            for item in value if isinstance(value, list) else [value]:
-                if isinstance(item, Block):
-                    item.located(loc)
+            for item in value.values() if isinstance(value, dict) else [value]:  # a dict: inception branches
+                for block in item if isinstance(item, list) else [item]:
+                    if isinstance(block, Block):
+                        block.located(loc)
         return self
 
 
@@ -126,7 +151,11 @@ class MacroBlock(Block):
         raise NotImplementedError
 
     def analyse(self, x: Shape, name: str, path: str) -> Node:
-        node = self.expand(x).located(self._loc).analyse(x, name, path)
+        try:
+            expanded = self.expand(x)
+        except ValidationError as exc:  # e.g. a layer wider than the 1,000,000-channel bound
+            self.fail(path, f"does not expand at input {fmt_shape(x)}: {validation_message(exc)}")
+        node = expanded.located(self._loc).analyse(x, name, path)
         node.block = self
         return node
 
@@ -144,20 +173,37 @@ class Group(Block):
         return build_children(node)
 
 
+def validation_message(exc: ValidationError) -> str:
+    """A pydantic error raised while expanding a block, as one line for a spec author."""
+    error = exc.errors()[0]
+    field = ".".join(str(step) for step in error["loc"])
+    return f"its {exc.title.lower()}'s '{field}' would be {error['input']!r}: {error['msg']}"
+
+
 def chain(blocks: Sequence[tuple[str, Block]], x: Shape, path: str) -> list[Node]:
-    """Analyse blocks one after another, each fed the previous output."""
-    nodes = []
-    for name, block in blocks:
-        node = block.analyse(x, name, child_path(path, name))
-        nodes.append(node)
-        x = node.out_shape
-    return nodes
+    """Analyse blocks one after another, each fed the previous output, within the block budget."""
+    with block_budget():
+        budget = _BUDGET.get()
+        nodes = []
+        for name, block in blocks:
+            budget[0] -= 1
+            if budget[0] < 0:
+                block.fail(child_path(path, name), f"the network expands to more than {MAX_BLOCKS:,} blocks "
+                                                   "(repeats multiply); reduce the stages' 'repeat'")
+            node = block.analyse(x, name, child_path(path, name))
+            if any(d > MAX_DIM for d in node.out_shape):
+                block.fail(node.path, f"its output {fmt_shape(node.out_shape)} has a dimension over 2^40; "
+                                      "the shapes grow without bound")
+            nodes.append(node)
+            x = node.out_shape
+        return nodes
 
 
-def composite(block: Block, name: str, path: str, x: Shape, children: list[Node], out: Shape) -> Node:
+def composite(block: Block, name: str, path: str, x: Shape, children: list[Node], out: Shape,
+              form: str = "chain") -> Node:
     """A node whose cost is its children's: all their parameters, the MACs of those that run at inference."""
     return Node(block, name, path, x, out, sum(c.params for c in children),
-                sum(c.macs for c in children if not c.aux), children)
+                sum(c.macs for c in children if not c.aux), children, form=form)
 
 
 def group(owner: Block, kind: str, name: str, path: str, x: Shape, blocks: Sequence[Block]) -> Node:

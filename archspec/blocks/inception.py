@@ -42,7 +42,7 @@ class Inception(Block):
                                 f"gives {fmt_shape(first.out_shape)}; branches must end at the same height and width "
                                 "to be concatenated")
         out = (sum(c.out_shape[0] for c in children), *first.out_shape[1:])
-        return composite(self, name, path, x, children, out)
+        return composite(self, name, path, x, children, out, form="concat")
 
     def hyper(self) -> str:
         return f"{len(self.branches)} branches"

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from .base import (Activation, Block, BnEps, BnMomentum, Node, Norm, Shape, chain, check_unique_names,
-                   child_path, composite, fmt_shape, group, named)
+                   child_path, composite, fmt_shape, group, named, validation_message)
 from .conv import Conv
 
 if TYPE_CHECKING:
@@ -38,16 +38,20 @@ class Residual(Block):
 
     def projection(self, x: Shape, out: Shape, path: str) -> Conv:
         stride = [self._stride(i, o, path, x, out) for i, o in zip(x[1:], out[1:])]
-        conv = Conv(type="conv", out=out[0], kernel=1, stride=tuple(stride), padding=0, norm=self.norm,
-                    bn_eps=self.bn_eps, bn_momentum=self.bn_momentum)
+        try:
+            conv = Conv(type="conv", out=out[0], kernel=1, stride=tuple(stride), padding=0, norm=self.norm,
+                        bn_eps=self.bn_eps, bn_momentum=self.bn_momentum)
+        except ValidationError as exc:  # wider or more strided than a conv may be
+            self.fail(path, f"cannot project {fmt_shape(x)} to {fmt_shape(out)}: {validation_message(exc)}")
         return conv.located(self._loc)
 
     def _stride(self, size: int, out: int, path: str, x: Shape, y: Shape) -> int:
-        for stride in range(1, size + 1):
-            if (size - 1) // stride + 1 == out:
-                return stride
-        self.fail(path, f"no strided 1x1 projection maps the input {fmt_shape(x)} to the body's output "
-                        f"{fmt_shape(y)}; give an explicit shortcut")
+        # The smallest stride s with (size - 1) // s <= out - 1; no other stride can give exactly `out`.
+        stride = (size - 1) // out + 1 if out >= 1 else 0
+        if stride < 1 or (size - 1) // stride + 1 != out:
+            self.fail(path, f"no strided 1x1 projection maps the input {fmt_shape(x)} to the body's output "
+                            f"{fmt_shape(y)}; give an explicit shortcut")
+        return stride
 
     def analyse(self, x: Shape, name: str, path: str) -> Node:
         if not self.body:
@@ -65,7 +69,7 @@ class Residual(Block):
         if skip != out:
             self.fail(path, f"cannot add the body's output {fmt_shape(out)} to the shortcut's {fmt_shape(skip)} "
                             f"(shortcut: {self.shortcut if isinstance(self.shortcut, str) else 'layers'})")
-        return composite(self, name, path, x, children, out)
+        return composite(self, name, path, x, children, out, form="residual")
 
     def hyper(self) -> str:
         return f"{len(self.body)} layers + skip"

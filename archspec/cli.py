@@ -50,22 +50,33 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_build(args: argparse.Namespace) -> int:
     spec = _load(args, args.spec)
+    if args.output and Path(args.output).resolve() == Path(args.spec).resolve():
+        raise OSError(f"refusing to overwrite the input spec {args.output}")
+    if args.output and Path(args.output).exists() and not args.force:
+        raise OSError(f"{args.output} exists; pass --force to replace it")
     import torch
 
+    from .bench import prepare_model
     from .compiler import compile
+    from .guard import check_memory
     from .interop import load_weights
 
     device = torch.device(args.device)
+    free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
+    check_memory(spec, device=device.type, device_memory=free, allow_large=args.allow_large)  # before allocating
     start = time.perf_counter()
     model = compile(spec, device)
     built = time.perf_counter() - start
     if args.weights:
         print(load_weights(model, args.weights))
     model.eval()
+    runnable = prepare_model(model, channels_last=args.channels_last, compile=args.compile)
     x = torch.randn(1, *spec.input.shape, device=device)
+    if args.channels_last:
+        x = x.to(memory_format=torch.channels_last)
     start = time.perf_counter()
     with torch.no_grad():
-        y = model(x)
+        y = runnable(x)
     if device.type == "cuda":
         torch.cuda.synchronize()
     forward = time.perf_counter() - start
@@ -219,7 +230,12 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("spec", metavar="SPEC")
     c.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, meta ... (default: cpu)")
     c.add_argument("--weights", metavar="FILE", help="a torchvision/timm state_dict or archspec checkpoint")
-    c.add_argument("-o", "--output", metavar="FILE", help="write a checkpoint (resolved spec + state_dict)")
+    c.add_argument("-o", "--output", metavar="FILE", help="write a checkpoint (resolved spec + state_dict), atomically")
+    c.add_argument("--force", action="store_true", help="replace an existing --output file")
+    c.add_argument("--allow-large", action="store_true",
+                   help="build even if the estimated memory exceeds half of what is available")
+    c.add_argument("--channels-last", action="store_true", help="channels_last memory format for the forward pass")
+    c.add_argument("--compile", action="store_true", help="torch.compile the model for the forward pass")
     c = command("summary", cmd_summary, "per-block shapes, parameters, MACs and hyper-parameters, then totals "
                                         "and memory, from the spec alone (no torch)")
     c.add_argument("spec", metavar="SPEC")

@@ -56,6 +56,7 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     parser.add_argument("-o", "--output", metavar="FILE", help="default: ./SPEC_NAME.onnx|.pt2|.py")
     parser.add_argument("--weights", metavar="FILE", help="a torchvision/timm state_dict or archspec checkpoint "
                                                          "(python: written beside the .py as FILE.pth)")
+    parser.add_argument("--force", action="store_true", help="replace an existing output file")
     parser.add_argument("--no-check", dest="check", action="store_false",
                         help="do not run the written file against the eager model")
     return parser
@@ -226,6 +227,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .export import check_targets, default_output, export
 
     out = Path(args.output) if args.output else default_output(spec, args.format)
+    if out.exists() and not args.force and out.resolve() != Path(args.spec).resolve():
+        raise OSError(f"{out} exists; pass --force to replace it")
     protect = [Path(args.spec)] + ([Path(args.weights)] if args.weights else [])
     check_targets(args.format, out, bool(args.weights), protect)  # before any work
     model = compile(spec)

@@ -132,3 +132,25 @@ def test_console_script_entry_point() -> None:
     result = subprocess.run([sys.executable, "-m", "archspec.cli", "validate", "specs/alexnet.yaml"], cwd=ROOT,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "61,100,840 params" in result.stdout
+
+
+def test_build_guards_memory_and_existing_outputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["build", str(SPECS / "resnet18.yaml"), "--set", "input.size=12000"]) == 2
+    err = capsys.readouterr().err
+    assert "the network needs about" in err and "--allow-large" in err
+    out = tmp_path / "r18.pt"
+    out.write_bytes(b"keep me")
+    assert main(["build", str(SPECS / "resnet18.yaml"), "--set", "input.size=64", "-o", str(out)]) == 1
+    assert "exists; pass --force" in capsys.readouterr().err and out.read_bytes() == b"keep me"
+    assert main(["build", str(SPECS / "resnet18.yaml"), "--set", "input.size=64", "-o", str(out), "--force"]) == 0
+    assert torch.load(out, weights_only=True)["format"] == "archspec-checkpoint/1"
+
+
+def test_export_replaces_an_existing_file_only_with_force(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "r18.py"
+    out.write_text("# mine\n")
+    args = ["export", str(SPECS / "resnet18.yaml"), "--set", "input.size=32", "--format", "python", "-o", str(out)]
+    assert main(args) == 1
+    assert "exists; pass --force" in capsys.readouterr().err and out.read_text() == "# mine\n"
+    assert main([*args, "--force"]) == 0
+    assert "class " in out.read_text() and "import torch" in out.read_text()

@@ -885,7 +885,7 @@ class _SourceWriter:
 
     @staticmethod
     def aux_var(head: Node) -> str:
-        return f"aux_{head.name}" if _identifier(f"aux_{head.name}") else f"aux_{abs(hash(head.name))}"
+        return f"aux_{head.name}"  # head names are identifiers (the spec's Name pattern)
 
     def prelude(self) -> list[str]:
         lines: list[str] = []
@@ -941,17 +941,19 @@ class _SourceWriter:
         footer = [
             f"def build(weights=WEIGHTS, map_location=\"cpu\"):",
             f'    """{self.network_name} in eval mode, with `weights` (a state_dict file, or an archspec checkpoint)',
-            '    loaded strictly; a relative path is looked up beside this file."""',
-            f"    model = {self.network_name}()",
-            "    if weights is not None:",
-            "        import os",
+            '    loaded strictly; a relative path is looked up beside this file. Without weights: random ones."""',
+            "    if weights is None:",
+            f"        return {self.network_name}().eval()",
+            "    import os",
             "",
-            "        path = weights if os.path.isabs(weights) or os.path.exists(weights) else \\",
-            "            os.path.join(os.path.dirname(os.path.abspath(__file__)), weights)",
-            "        state = torch.load(path, map_location=map_location, weights_only=True)",
-            '        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):',
-            '            state = state["state_dict"]  # an archspec checkpoint',
-            "        model.load_state_dict(state)",
+            "    path = weights if os.path.isabs(weights) or os.path.exists(weights) else \\",
+            "        os.path.join(os.path.dirname(os.path.abspath(__file__)), weights)",
+            "    state = torch.load(path, map_location=map_location, weights_only=True)",
+            '    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):',
+            '        state = state["state_dict"]  # an archspec checkpoint',
+            '    with torch.device("meta"):  # no random initialisation to throw away',
+            f"        model = {self.network_name}()",
+            "    model.load_state_dict(state, assign=True)",
             "    return model.eval()",
             "",
             "",

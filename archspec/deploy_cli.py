@@ -13,7 +13,6 @@ weights that do not fit the spec) prints one line and exits 1.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 import warnings
@@ -252,43 +251,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
-    """A parser with just `predict` and `export` (with --set, --variant, --phi as in cli.py)."""
-    p = argparse.ArgumentParser(prog="archspec", description="Run and export archspec networks.")
-    sub = p.add_subparsers(dest="command", required=True)
-    for name, func, add, text in (("predict", cmd_predict, add_predict_arguments, PREDICT_HELP),
-                                  ("export", cmd_export, add_export_arguments, EXPORT_HELP)):
-        c = sub.add_parser(name, help=text, description=text)
-        c.set_defaults(func=func)
-        c.add_argument("--set", action="append", metavar="PATH=VALUE",
-                       help="override a value, e.g. --set layers.layer3.repeat=36 (repeatable)")
-        c.add_argument("--variant", metavar="NAME", help="a row of the spec's variants table, e.g. b3")
-        c.add_argument("--phi", type=float, metavar="PHI", help="a compound-scaling member (EfficientNet's phi)")
-        add(c)
-    return p
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except SpecError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    except (OSError, ValueError, RuntimeError) as exc:
-        print(f"archspec {args.command}: {_one_line(exc)}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    except Exception as exc:
-        if os.environ.get("ARCHSPEC_DEBUG"):
-            raise
-        print(f"archspec {args.command}: internal error ({type(exc).__name__}: {_one_line(exc)}); "
-              "set ARCHSPEC_DEBUG=1 for the traceback", file=sys.stderr)
-        return 1
+    """`python -m archspec.deploy_cli predict|export ...`: the same as `archspec predict|export ...`."""
+    from .cli import main as cli_main
+
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

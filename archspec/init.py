@@ -94,20 +94,12 @@ def _timm_resnet(model: nn.Module) -> None:
 
 def _timm_efficientnet(model: nn.Module) -> None:
     """timm EfficientNet/MobileNet ("goog" init): N(0, sqrt(2 / fan_out)) convs with the fan-out per
-    group, zero biases, BN = (1, 0), Linear U(+-1/sqrt(out)) with zero bias."""
+    group, zero biases; BN and Linear as torchvision's EfficientNet."""
+    _efficientnet(model)
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
             nn.init.normal_(m.weight, 0, math.sqrt(2.0 / fan_out))
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            bound = 1.0 / math.sqrt(m.out_features)
-            nn.init.uniform_(m.weight, -bound, bound)
-            nn.init.zeros_(m.bias)
 
 
 SCHEMES: dict[str, Callable[[nn.Module], None]] = {

@@ -15,6 +15,7 @@ import archspec
 from archspec.blocks.base import Node, fmt_shape
 from archspec.diagram import DETAILS, Drawing, diagram, render
 from conftest import ALL_SPECS, ROOT, SPECS
+from test_cli import NO_TORCH
 
 
 # At block detail a repeated stage shows its first block and one node for the rest, each with its own skip
@@ -120,16 +121,6 @@ def test_formats_and_rankdir(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.dot", "r.pdf", "r.png", "r.svg"]  # nothing half-written
 
 
-NO_TORCH = """
-import sys, runpy
-sys.argv = ["cli.py", *sys.argv[1:]]
-try:
-    runpy.run_path("cli.py", run_name="__main__")
-except SystemExit as exit:
-    code = exit.code
-print("TORCH-MODULES", sum(1 for m in sys.modules if m == "torch" or m.startswith("torch.")), file=sys.stderr)
-sys.exit(code)
-"""
 
 
 def test_cli_diagram_default_output_and_no_torch(tmp_path: Path) -> None:

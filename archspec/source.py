@@ -116,6 +116,34 @@ class _Loader(yaml.SafeLoader):
                 message = f"'{printable(node.value)}' is not a valid {printable(tag)} value"
             raise SpecError(message, self._loc(node)) from None
 
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        """`<<: *a` / `<<: [*a, *b]` as the YAML merge-key spec reads them: the mapping's own keys win,
+        then the earlier of the merged mappings. (PyYAML 6.0.3 lets a later mapping's key win when it
+        is not the same key object as an earlier one's.) Leaves the merged pairs first, then the own ones,
+        each merged key once and none that an own key overrides."""
+        merged: dict[Any, tuple[yaml.Node, yaml.Node]] = {}
+        own: list[tuple[yaml.Node, yaml.Node]] = []
+        for key_node, value_node in node.value:
+            if key_node.tag != "tag:yaml.org,2002:merge":
+                if key_node.tag == "tag:yaml.org,2002:value":
+                    key_node.tag = "tag:yaml.org,2002:str"
+                own.append((key_node, value_node))
+                continue
+            sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            for source in sources:
+                if not isinstance(source, yaml.MappingNode):
+                    raise SpecError(f"'<<' merges a mapping or a list of mappings, not {source.id}", self._loc(source))
+                self.flatten_mapping(source)
+                for pair in source.value:
+                    merged.setdefault(_key_identity(pair[0]), pair)
+        own_keys = {_key_identity(key_node) for key_node, _ in own}
+        node.value = [pair for key, pair in merged.items() if key not in own_keys] + own
+
+
+def _key_identity(key_node: yaml.Node) -> Any:
+    """Equal scalar keys are one key, whichever node wrote them."""
+    return (key_node.tag, key_node.value) if isinstance(key_node, yaml.ScalarNode) else id(key_node)
+
 
 def _nested(construct: Any) -> Any:
     """Count construction depth: aliases can nest a deep subtree deeper than it was written."""
@@ -375,6 +403,8 @@ def set_path(root: LocDict, dotted: str, value: Any, loc: Loc) -> None:
                 if isinstance(value, LocDict) and isinstance(old, dict) and "name" in old and "name" not in value:
                     value = LocDict({"name": old["name"], **value}, loc=value.loc, key_locs=value.key_locs)
                 node[index] = value
+                if index < len(node.item_locs):
+                    node.item_locs[index] = loc_of(value, loc)
                 return
             node = node[index]
         else:

@@ -321,6 +321,7 @@ def _locate(steps: tuple[Any, ...], raw: LocDict) -> tuple[Loc, Any, str, str | 
     """Follow a pydantic error location through the raw tree: (position, block dict, block path, field)."""
     node: Any = raw
     position, block, path, field = raw.loc, None, [], None
+    in_block_list = False
     for step in steps:
         if isinstance(node, LocDict) and isinstance(step, str) and step in node:
             position, node, field = node.loc_of(step), node[step], step
@@ -330,6 +331,10 @@ def _locate(steps: tuple[Any, ...], raw: LocDict) -> tuple[Loc, Any, str, str | 
             continue  # a union member's tag, or a key that is absent (missing / extra)
         if isinstance(node, str) and isinstance(step, int):
             node = {"type": node}
+        if in_block_list and not isinstance(node, dict):
+            block, field = None, None
+            path.append(str(step))  # a layer list item that is not a block at all
+        in_block_list = step in ("layers", "body") and isinstance(node, LocList)
         if isinstance(node, dict) and ("type" in node or isinstance(step, int)):
             block, field = node, None
             path.append(printable(str(node.get("name") or step), 64))

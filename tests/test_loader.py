@@ -130,6 +130,26 @@ layers:
     assert [b.out for b in spec.layers] == [4, 5, 6]  # overriding c2 leaves its copy in c3 alone
 
 
+def test_merge_keys_follow_the_yaml_merge_spec(tmp_path: Path) -> None:
+    path = write(tmp_path, "m.yaml", """\
+name: m
+input: {size: 8}
+layers:
+  - &a {name: c0, type: conv, out: 4, kernel: 3}
+  - &b {<<: *a, name: c1, kernel: 1}          # own keys win over merged ones
+  - {<<: *b, name: c2}                          # merging a mapping that merged: its own keys still win
+  - {<<: [*a, *b], name: c3}                    # a list of merges: the earlier mapping wins a shared key
+  - {<<: [*b, *a], name: c4}
+""")
+    assert [b.kernel for b in archspec.load(path).layers] == [3, 1, 1, 3, 1]
+
+
+def test_a_merge_of_a_scalar_is_located(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="'<<' merges a mapping or a list of mappings, not scalar") as err:
+        archspec.load(write(tmp_path, "s.yaml", "name: s\ninput: {size: 8}\nlayers:\n  - {<<: [{type: relu}, 3]}\n"))
+    assert (err.value.loc.line, err.value.loc.col) == (4, 25)
+
+
 def test_alias_bomb_is_refused_quickly(tmp_path: Path) -> None:
     lines = ["name: bomb", "input: {size: 8}", "a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
     lines += [f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, "
@@ -147,6 +167,9 @@ def test_dict_overrides_get_defaults_and_checks() -> None:
     by_dict = archspec.load(SPECS / "resnet50.yaml", overrides={"layers.conv1": {"type": "conv", "out": 64, "kernel": 7, "stride": 2}})
     assert by_dict.params == 25_557_032  # the spec's conv defaults (BN, ReLU, no bias) still apply
     assert by_dict.layers[0].name == "conv1"  # a replaced named item keeps its name
+    with pytest.raises(SpecError, match="missing required field 'kernel'") as err:  # located at the override
+        archspec.load(SPECS / "resnet50.yaml", overrides=["layers.conv1={type: conv, out: 64}"])
+    assert err.value.loc.file.startswith("--set layers.conv1=") and err.value.path == "conv1"
     with pytest.raises(SpecError, match="'kernal' is not a field of conv"):
         archspec.load(SPECS / "resnet50.yaml", overrides={"defaults": {"conv": {"kernal": 3}}})
 
@@ -173,3 +196,9 @@ def test_reference_is_not_inherited(tmp_path: Path) -> None:
 def test_module_names_are_checked(text: str, message: str) -> None:
     with pytest.raises(SpecError, match=message):
         archspec.loads("name: n\ninput: {size: 8}\n" + text)
+
+
+def test_a_layer_that_is_not_a_block_is_named_by_its_index() -> None:
+    with pytest.raises(SpecError) as err:
+        archspec.loads("name: n\ninput: {size: 8}\nlayers:\n  - relu\n  - {type: residual, body: [relu, 7]}\n")
+    assert str(err.value) == "<string>:5:35: 1.1: expected a mapping here, got 7"

@@ -14,6 +14,7 @@ class Linear(Block):
     out: PosInt
     bias: bool = True
     init_std: InitStd | None = None  # this layer's std under the truncated-normal init schemes
+    scales_with_width: bool = False  # `out` is a hidden width that follows scaling.width, not the classes
 
     def infer(self, x: Shape, path: str) -> tuple[Shape, int, int]:
         if len(x) != 1:

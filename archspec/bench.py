@@ -6,9 +6,10 @@
 A timed iteration is one inference forward pass (no_grad, eval mode) or, with `train`, one training
 step: forward, cross-entropy, backward and an SGD (momentum) step. Each model is warmed up first (the
 first call of a `torch.compile`d model compiles it; that time is reported apart), then the models'
-timed iterations are interleaved (ours, reference, reference, ours, ...) so that a machine that
-speeds up or slows down during the run (other processes, clocks) affects both alike. Latency is the
-median of the timed iterations, each ended by a device synchronisation; images/s is batch / median.
+timed iterations are interleaved in rounds (ours, reference | reference, ours | ...) so that a machine
+that speeds up or slows down during the run (other processes, clocks) affects both alike. Latency is
+the median of the timed iterations, each ended by a device synchronisation; images/s is batch / median.
+The ratio is the median of the per-round ratios (`BenchReport.ratio`), a paired comparison.
 
 Peak memory is measured on CUDA (`torch.cuda.max_memory_allocated` during one step, plus the model's
 own weights, gradients, optimizer state and input, excluding whatever else is on the device); on the
@@ -95,10 +96,14 @@ class BenchReport:
 
     @property
     def ratio(self) -> float | None:
-        """Throughput of ours over the reference's (>1: ours is faster); None without a reference."""
+        """Throughput of ours over the reference's (>1: ours is faster), None without a reference: the
+        median over the timed rounds of the reference's latency over ours in the same round. The two
+        models of a round run back to back, so a machine that speeds up or slows down between rounds
+        (a shared host, clocks) drops out of each round's ratio; the medians alone would keep it."""
         if len(self.timings) < 2:
             return None
-        return self.timings[0].images_per_s / self.timings[1].images_per_s
+        ours, ref = self.timings[0].latencies, self.timings[1].latencies
+        return statistics.median(r / o for o, r in zip(ours, ref))
 
     def text(self) -> str:
         s = self.settings

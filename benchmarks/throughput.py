@@ -6,10 +6,11 @@
 For ResNet-50, EfficientNet-B0, MobileNet-V2 and VGG-16 it times an inference forward pass and a
 training step (forward, cross-entropy, backward, SGD step), eager and under torch.compile (inductor),
 ours and torchvision's with the same settings (archspec.bench: warm-up, then the two models' timed
-iterations interleaved, median latency with device synchronisation). It prints each ratio
-ours/torchvision of images/s, and writes them to benchmarks/results/throughput_<device>.txt, which
-names the processor or the card (rewritten after every measurement, so a run cut short keeps what it
-measured). `--time-budget S` skips the measurements that would start after S seconds.
+iterations interleaved in rounds, median latency with device synchronisation). It prints each ratio
+ours/torchvision of throughput (the median of the rounds' ratios, a paired comparison) and writes
+them to benchmarks/results/throughput_<device>.txt, which names the processor or the card (rewritten
+after every measurement, so a run cut short keeps what it measured). `--time-budget S` skips the
+measurements that would start after S seconds.
 """
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tasks", default=",".join(TASKS), help="infer, train (default: both)")
     p.add_argument("--modes", default=",".join(MODES), help="eager, compiled (default: both)")
     p.add_argument("--warmup", type=int, help="untimed iterations per model (default: 2 on cpu, 5 on cuda)")
-    p.add_argument("--iters", type=int, help="timed iterations per model (default: 10 on cpu, 30 on cuda)")
+    p.add_argument("--iters", type=int, help="timed iterations per model (default: 20 on cpu, 30 on cuda)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     p.add_argument("--time-budget", type=float, metavar="S", help="start no measurement after S seconds")
     p.add_argument("--min-ratio", type=float, default=0.98, help="the bar every ratio must reach (default 0.98)")
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or args.out_dir / f"throughput_{device_tag(device)}.txt"
     common = dict(device=str(device), batch=args.batch or (256 if gpu else 8), amp=None if amp == "none" else amp,
                   channels_last=gpu if args.channels_last is None else args.channels_last,
-                  warmup=args.warmup or (5 if gpu else 2), iters=args.iters or (30 if gpu else 10))
+                  warmup=args.warmup or (5 if gpu else 2), iters=args.iters or (30 if gpu else 20))
     if gpu:
         torch.backends.cudnn.benchmark = True  # both models alike; cuDNN picks its fastest kernels
     import torchvision
@@ -85,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         f"# settings: batch {common['batch']}, {common['amp'] or 'fp32'}, "
         f"{'channels_last' if common['channels_last'] else 'contiguous (NCHW)'}, "
         f"{common['warmup']} warm-up + {common['iters']} timed iterations per model, interleaved ABBA; "
-        "latency = median; ratio = ours img/s / torchvision img/s; compiled: inductor, ours with fullgraph=True",
+        "latency = median; ratio = median over the rounds of tv latency / ours in the same round (paired); "
+        "compiled: inductor, ours with fullgraph=True",
         f"# command: python benchmarks/throughput.py {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip(),
         "",
         f"{'model':<17}{'task':<7}{'mode':<10}{'ours img/s':>12}{'tv img/s':>12}{'ratio':>8}"

@@ -150,3 +150,22 @@ def test_cli_bench(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0
     assert "mobilenet_v2 on cpu" in out and "batch 2, inference, eager, bf16, channels_last" in out
     assert "archspec mobilenet_v2" in out and "torchvision:mobilenet_v2" in out and "ratio ours/reference" in out
+
+
+def test_the_gpu_scripts_checks_run_on_the_cpu(tmp_path: Path) -> None:
+    """benchmarks/gpu_checks.py (step 1 of gpu_check.sh) on the CPU, so that the GPU run cannot rot
+    unseen: GoogLeNet's fp32 training step with both auxiliary heads, then channels_last and bf16/fp16
+    autocast against fp32, each a PASS line (fp16 may SKIP on range, never FAIL)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_checks", SPECS.parent / "benchmarks" / "gpu_checks.py")
+    gpu_checks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_checks)
+    checks = tmp_path / "checks.txt"
+    assert gpu_checks.main(["specs", str(checks), "--device", "cpu", "--only", "googlenet"]) == 0
+    lines = checks.read_text().splitlines()
+    assert [line.split(":")[0] for line in lines[:3]] == ["PASS googlenet"] * 3, lines
+    assert "3 output(s)" in lines[0] and "bf16 autocast" in lines[2]
+    assert lines[3].startswith(("PASS googlenet: fp16", "SKIP googlenet: fp16")), lines
+    assert lines[-1] == "specs checks: {'PASS': %d, 'FAIL': 0, 'SKIP': %d}" % (
+        sum(line.startswith("PASS") for line in lines), sum(line.startswith("SKIP") for line in lines))

@@ -5,6 +5,7 @@
 #      benchmarks/gpu_checks.py, which tests/test_torch_compile.py also runs on the CPU);
 #   2. DDP smoke runs: torchrun, nccl, 1 GPU, tests/ddp_worker.py, eager and under torch.compile
 #      (aot_eager: dynamo's DDP graph splitting; identical weights across ranks, weights changed);
+#      then FSDP2 (fully_shard) eager;
 #   3. the bench command on cuda (python -m archspec.perf_cli bench ... --reference; peak memory);
 #   4. benchmarks/throughput.py --device cuda (bf16, channels_last, batch 256): eager, then compiled
 #      (ours under fullgraph=True), ResNet-50 first, while the time budget lasts (the rest is listed as
@@ -25,10 +26,10 @@
 # ~15 s, step 1 ~1-2 min (at most 150 s), step 2 ~30 s, step 3 ~30 s, step 4 until ~410 s (eager ~1.5
 # min, then compiled measurements while they fit; each is written to the file as soon as it is done),
 # step 5 in what is left (skipped under 60 s). Nothing is left running.
-# Output (into $OUT where set, else benchmarks/results/gpu/; 7 files, $OUT returns at most 8):
+# Output (into $OUT where set, else benchmarks/results/gpu/; 8 files, $OUT returns at most 8):
 #   gpu_check.log (everything), checks.txt (one PASS/FAIL/SKIP line per check), nvidia_smi.txt,
-#   ddp_nccl.json, ddp_nccl_compiled.json, bench_cli.txt, throughput_cuda_<card>.txt (the card named in
-#   the file name and inside; also copied to benchmarks/results/).
+#   ddp_nccl.json, ddp_nccl_compiled.json, fsdp_nccl.json, bench_cli.txt, throughput_cuda_<card>.txt
+#   (the card named in the file name and inside; also copied to benchmarks/results/).
 # Dry run on a machine without a GPU (checks the script itself: about 2 minutes on 2 cores; its numbers
 # mean nothing):
 #   GPU_CHECK_DEVICE=cpu GPU_CHECK_SPECS="resnet18 mobilenet_v2 googlenet" OUT=/tmp/gpu_dry bash benchmarks/gpu_check.sh
@@ -86,6 +87,9 @@ echo "DDP (eager) exit code $?"
 timeout 90 $TORCHRUN --standalone --nproc_per_node 1 tests/ddp_worker.py --backend $BACKEND --device $DEV \
   --steps 5 --batch $DDP_BATCH --compile aot_eager --out "$DEST/ddp_${BACKEND}_compiled.json"
 echo "DDP (compiled) exit code $?"
+timeout 60 $TORCHRUN --standalone --nproc_per_node 1 tests/ddp_worker.py --backend $BACKEND --device $DEV \
+  --steps 5 --batch $DDP_BATCH --wrap fsdp --out "$DEST/fsdp_$BACKEND.json"
+echo "FSDP2 exit code $?"
 
 step "3. bench command on $DEV"
 timeout 90 python3 -m archspec.perf_cli bench specs/resnet50.yaml --device $DEV $BENCH_ARGS --amp bf16 \
@@ -109,5 +113,5 @@ fi
 step "done"
 grep -c '^PASS' "$DEST/checks.txt" | sed 's/^/PASS: /'
 grep -E '^(FAIL|SKIP)' "$DEST/checks.txt"
-cat "$DEST"/ddp_*.json 2>/dev/null
+cat "$DEST"/ddp_*.json "$DEST"/fsdp_*.json 2>/dev/null
 cat "$DEST"/throughput_*.txt 2>/dev/null

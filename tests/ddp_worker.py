@@ -1,14 +1,20 @@
-"""One rank of a DDP smoke run, launched by torchrun (not a test module; tests/test_ddp.py runs it).
+"""One rank of a DDP (or FSDP) smoke run, launched by torchrun (not a test module; tests/test_ddp.py runs it).
 
     torchrun --standalone --nproc_per_node 2 tests/ddp_worker.py --out result.json           # gloo, CPU
     torchrun --standalone --nproc_per_node 1 tests/ddp_worker.py --backend nccl --device cuda \
         --compile inductor --out result.json                                                  # GPU
+    torchrun --standalone --nproc_per_node 2 tests/ddp_worker.py --wrap fsdp --weights-out w.pt  # FSDP2
 
-Each rank builds the spec with archspec (from a different seed: DDP must broadcast rank 0's weights),
-wraps it in DistributedDataParallel (optionally under torch.compile), and trains a few SGD steps on
-its own random batches. After every backward pass the ranks' gradients are gathered and compared
-(DDP all-reduces them, so they must agree), and at the end their parameters. Rank 0 writes the
-findings as JSON to --out.
+Each rank builds the spec with archspec (under DDP from a different seed: DDP must broadcast rank 0's
+weights), wraps it in DistributedDataParallel (optionally under torch.compile), and trains a few SGD
+steps on its own random batches. After every backward pass the ranks' gradients are gathered and
+compared (DDP all-reduces them, so they must agree), and at the end their parameters. Rank 0 writes
+the findings as JSON to --out, and the trained parameters to --weights-out.
+
+With `--wrap fsdp`, PyTorch's FSDP2 (`fully_shard`) shards every top-level layer that holds parameters,
+then the network. FSDP does not broadcast at wrap time, so every rank starts from rank 0's seed; each
+rank holds a shard of every parameter and gradient, so the gradient check does not apply: the test
+compares the trained parameters with a DDP run's instead.
 """
 from __future__ import annotations
 
@@ -24,6 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
+from torch.distributed.fsdp import fully_shard  # noqa: E402
+from torch.distributed.tensor import DTensor  # noqa: E402
 from torch.nn.parallel import DistributedDataParallel  # noqa: E402
 
 import archspec  # noqa: E402
@@ -32,6 +40,15 @@ from archspec.train import loss_of  # noqa: E402
 
 def flat(tensors: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat([t.detach().reshape(-1).float() for t in tensors])
+
+
+def full(tensor: torch.Tensor) -> torch.Tensor:
+    """The whole tensor: FSDP's parameters are DTensor shards (gathered from every rank here)."""
+    return tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
+
+
+def full_parameters(model: torch.nn.Module) -> torch.Tensor:
+    return flat([full(p) for p in model.parameters()])
 
 
 def spread(vector: torch.Tensor, world: int) -> float:
@@ -51,7 +68,9 @@ def main() -> None:
     p.add_argument("--backend", default="gloo")
     p.add_argument("--device", default="cpu")
     p.add_argument("--compile", default="none", help="a torch.compile backend (inductor, aot_eager, ...) or none")
+    p.add_argument("--wrap", choices=("ddp", "fsdp"), default="ddp")
     p.add_argument("--out", type=Path)
+    p.add_argument("--weights-out", type=Path, help="rank 0 saves the trained parameters here (torch.save)")
     args = p.parse_args()
     overrides = args.set if args.set is not None else ["input.size=32", "layers.fc.out=10"]
 
@@ -63,12 +82,19 @@ def main() -> None:
         torch.cuda.set_device(device)
 
     spec = archspec.load(args.spec, overrides)
-    torch.manual_seed(1000 + rank)  # each rank initialises differently ...
+    fsdp = args.wrap == "fsdp"
+    torch.manual_seed(1000 + (0 if fsdp else rank))  # under DDP each rank initialises differently ...
     model = archspec.compile(spec, device).train()
-    ddp = DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
-    initial = flat(list(model.parameters())).clone()  # ... and DDP's constructor gives all rank 0's weights
+    if fsdp:
+        for layer in model.children():
+            if any(True for _ in layer.parameters()):
+                fully_shard(layer)
+        wrapped = fully_shard(model)
+    else:
+        wrapped = DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
+    initial = full_parameters(model).clone()  # ... and DDP's constructor gives all rank 0's weights
     start_spread = spread(initial, world)
-    net = ddp if args.compile == "none" else torch.compile(ddp, backend=args.compile)
+    net = wrapped if args.compile == "none" else torch.compile(wrapped, backend=args.compile)
     optimiser = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
     data = torch.Generator().manual_seed(2000 + rank)  # different batches on each rank
@@ -80,25 +106,29 @@ def main() -> None:
         loss, _ = loss_of(net(x), y)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
-        grad_spreads.append(spread(flat([q.grad for q in model.parameters()]), world))
+        if not fsdp:  # FSDP's gradients are shards: each rank holds other parts
+            grad_spreads.append(spread(flat([q.grad for q in model.parameters()]), world))
         optimiser.step()
         losses.append(loss.item())
     seconds = time.perf_counter() - started
 
-    final = flat(list(model.parameters()))
+    final = full_parameters(model)
     all_losses = [None] * world
     dist.all_gather_object(all_losses, losses)
     result = {
-        "world_size": world, "backend": args.backend, "device": str(device), "compile": args.compile,
+        "world_size": world, "backend": args.backend, "device": str(device), "compile": args.compile, "wrap": args.wrap,
         "spec": spec.name, "params": int(initial.numel()), "steps": args.steps,
         "initial_param_spread": start_spread,      # 0: DDP broadcast rank 0's weights
-        "grad_spread": max(grad_spreads),          # 0: gradients all-reduced, identical on every rank
+        "grad_spread": max(grad_spreads) if grad_spreads else None,  # 0: DDP's all-reduced gradients agree
         "final_param_spread": spread(final, world),  # 0: identical weights after training
         "param_change": (final - initial).abs().max().item(),  # > 0: the weights did train
         "losses": all_losses,                      # one list per rank: differ, as the data do
         "seconds": seconds,
     }
+    named = {name: full(p).detach().cpu() for name, p in model.named_parameters()}
     if rank == 0:
+        if args.weights_out:
+            torch.save(named, args.weights_out)
         print(json.dumps(result))
         if args.out:
             args.out.write_text(json.dumps(result, indent=2))

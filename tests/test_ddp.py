@@ -1,4 +1,4 @@
-"""DistributedDataParallel: two ranks launched by torchrun (gloo, CPU) train a spec compiled by archspec."""
+"""DistributedDataParallel and FSDP2: two ranks launched by torchrun (gloo, CPU) train a spec compiled by archspec."""
 from __future__ import annotations
 
 import json
@@ -20,15 +20,19 @@ def torchrun() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "torch.distributed.run"]
 
 
-@pytest.mark.parametrize("compile_backend", ["none", "aot_eager"])
-def test_two_ranks_hold_identical_weights(tmp_path: Path, compile_backend: str) -> None:
-    out = tmp_path / "ddp.json"
+def launch(tmp_path: Path, *args: str) -> dict:
+    """Two ranks of tests/ddp_worker.py; its JSON findings."""
+    out = tmp_path / "result.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}  # one thread per rank on 2 cores
-    cmd = [*torchrun(), "--standalone", "--nproc_per_node", "2", str(WORKER), "--steps", "3",
-           "--compile", compile_backend, "--out", str(out)]
+    cmd = [*torchrun(), "--standalone", "--nproc_per_node", "2", str(WORKER), "--steps", "3", *args, "--out", str(out)]
     run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    result = json.loads(out.read_text())
+    return json.loads(out.read_text())
+
+
+@pytest.mark.parametrize("compile_backend", ["none", "aot_eager"])
+def test_two_ranks_hold_identical_weights(tmp_path: Path, compile_backend: str) -> None:
+    result = launch(tmp_path, "--compile", compile_backend)
     assert result["world_size"] == 2 and result["backend"] == "gloo" and result["steps"] == 3
     assert result["initial_param_spread"] == 0.0  # ranks seeded apart; DDP broadcast rank 0's weights
     assert result["grad_spread"] == 0.0           # every step: all-reduced gradients identical on both ranks
@@ -36,3 +40,18 @@ def test_two_ranks_hold_identical_weights(tmp_path: Path, compile_backend: str) 
     assert result["param_change"] > 1e-3          # ... that did change
     rank0, rank1 = result["losses"]
     assert rank0 != rank1                         # each rank saw its own data
+
+
+def test_fsdp_trains_as_ddp_does(tmp_path: Path) -> None:
+    """FSDP2 (`fully_shard` per top-level layer) from the same start on the same batches ends at the
+    weights DDP ends at: sharded gradients reduce-scattered to the same averages as DDP's all-reduce."""
+    import torch
+
+    ddp = launch(tmp_path, "--wrap", "ddp", "--weights-out", str(tmp_path / "ddp.pt"))
+    fsdp = launch(tmp_path, "--wrap", "fsdp", "--weights-out", str(tmp_path / "fsdp.pt"))
+    assert fsdp["wrap"] == "fsdp" and fsdp["initial_param_spread"] == 0.0 and fsdp["param_change"] > 1e-3
+    for rank in (0, 1):  # each rank's own batches give the same losses under both
+        assert fsdp["losses"][rank] == pytest.approx(ddp["losses"][rank], rel=1e-5)
+    a, b = torch.load(tmp_path / "ddp.pt"), torch.load(tmp_path / "fsdp.pt")
+    assert list(a) == list(b) and len(a) == 62  # ResNet-18: every parameter, by its module path
+    assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-5

@@ -137,6 +137,20 @@ def device_name(device: str | torch.device) -> str:
     return f"{name}, {torch.get_num_threads()} threads"
 
 
+def resolve_device(name: str | torch.device) -> torch.device:
+    """`cpu`, `cuda`, `cuda:1`, `meta` ... as a torch.device, refusing one this machine does not have."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"'{name}' is not a device; use cpu, cuda, cuda:N or meta") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device {name}: CUDA is not available on this machine; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise RuntimeError(f"device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
 def prepare_model(model: nn.Module, channels_last: bool = False, compile: bool = False, **compile_kwargs: Any) -> nn.Module:
     """channels_last moves the weights (in place) to torch.channels_last; compile wraps the model in
     torch.compile (compiled lazily, on its first call). Feed a channels_last model channels_last input

@@ -56,12 +56,12 @@ def cmd_build(args: argparse.Namespace) -> int:
         raise OSError(f"{args.output} exists; pass --force to replace it")
     import torch
 
-    from .bench import prepare_model
+    from .bench import prepare_model, resolve_device
     from .compiler import compile
     from .guard import check_memory
     from .interop import load_weights
 
-    device = torch.device(args.device)
+    device = resolve_device(args.device)
     free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
     check_memory(spec, device=device.type, device_memory=free, allow_large=args.allow_large)  # before allocating
     start = time.perf_counter()

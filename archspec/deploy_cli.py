@@ -108,11 +108,9 @@ def load_weights_file(model: "nn.Module", path: str, spec: Spec) -> "TransferRep
 
 
 def _device(name: str) -> "torch.device":
-    import torch
+    from .bench import resolve_device
 
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name}: CUDA is not available")
+    device = resolve_device(name)
     if device.type == "meta":
         raise ValueError("predict needs a real device (cpu, cuda), not meta")
     return device

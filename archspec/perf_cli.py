@@ -63,14 +63,10 @@ def add_bench_arguments(c: argparse.ArgumentParser) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     spec = _load(args)
-    import torch
-
-    from .bench import BenchSettings, bench
+    from .bench import BenchSettings, bench, resolve_device
 
     _set_threads(args)
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("CUDA is not available on this machine; use --device cpu")
+    device = resolve_device(args.device)
     settings = BenchSettings(device=str(device), batch=args.batch or (256 if device.type == "cuda" else 8),
                              train=args.train, compile=args.compile, amp=args.amp,
                              channels_last=args.channels_last, warmup=args.warmup, iters=args.iters)
@@ -98,10 +94,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     spec = _load(args)
     if not 0 < args.test_fraction < 1:
         raise ValueError("--test-fraction must be between 0 and 1")
+    from .bench import resolve_device
     from .train import train
 
     _set_threads(args)
-    result = train(spec, epochs=args.epochs, batch=args.batch, lr=args.lr, device=args.device, seed=args.seed,
+    device = resolve_device(args.device)
+    result = train(spec, epochs=args.epochs, batch=args.batch, lr=args.lr, device=device, seed=args.seed,
                    test_fraction=args.test_fraction)
     print(f"{spec.name}: held-out accuracy {result.test_accuracy:.2%} on {result.test_size} digits "
           f"after {len(result.history)} epochs")

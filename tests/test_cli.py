@@ -154,3 +154,15 @@ def test_export_replaces_an_existing_file_only_with_force(tmp_path: Path, capsys
     assert "exists; pass --force" in capsys.readouterr().err and out.read_text() == "# mine\n"
     assert main([*args, "--force"]) == 0
     assert "class " in out.read_text() and "import torch" in out.read_text()
+
+
+@pytest.mark.parametrize("command", ["build", "bench", "train"])
+def test_a_device_the_machine_lacks_is_a_clear_error(command: str, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    spec = str(SPECS / "resnet18.yaml")
+    assert main([command, spec, "--device", "gpu0"]) == 1
+    assert capsys.readouterr().err.strip() == f"archspec {command}: 'gpu0' is not a device; use cpu, cuda, cuda:N or meta"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on CI, whatever this machine has
+    assert main([command, spec, "--device", "cuda:0"]) == 1
+    assert capsys.readouterr().err.strip() == (f"archspec {command}: device cuda:0: CUDA is not available on this "
+                                               "machine; use --device cpu")

@@ -15,12 +15,13 @@ import html
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
-
-import graphviz
+from typing import TYPE_CHECKING, Any, Literal
 
 from .blocks.base import Node, fmt_shape
 from .spec import Spec
+
+if TYPE_CHECKING:
+    import graphviz
 
 Detail = Literal["stage", "block", "layer"]
 DETAILS: tuple[str, ...] = ("stage", "block", "layer")
@@ -73,13 +74,20 @@ class Drawing:
         return self.graph.source
 
 
+def _digraph(name: str, **attrs: Any) -> "graphviz.Digraph":
+    """Imported here: loading archspec (a build on a machine without the graphviz package) needs no graphviz."""
+    import graphviz
+
+    return graphviz.Digraph(name, **attrs)
+
+
 class _Drawer:
     def __init__(self, spec: Spec, detail: Detail, rankdir: str) -> None:
         if detail not in DETAILS:
             raise ValueError(f"detail must be one of {', '.join(DETAILS)}")
         self.spec, self.detail = spec, detail
         root = spec.analyse()
-        graph = graphviz.Digraph(spec.name, graph_attr={
+        graph = _digraph(spec.name, graph_attr={
             "rankdir": rankdir, "ordering": "out", "newrank": "true", "fontname": "Helvetica", "labelloc": "t", "fontsize": "18", "nodesep": "0.25",
             "ranksep": "0.3", "label": self._title(root)},
             node_attr={"fontname": "Helvetica", "fontsize": "10", "shape": "box", "style": "rounded,filled"},
@@ -125,7 +133,7 @@ class _Drawer:
     def cluster(self, g: graphviz.Digraph, n: Node, label: str, **attrs: str) -> graphviz.Digraph:
         name = f"cluster_{len(self.d.clusters)}"
         self.d.clusters.append(n.path)
-        sub = graphviz.Digraph(name, graph_attr={"label": label, "fontsize": "10", "style": "rounded,dashed"
+        sub = _digraph(name, graph_attr={"label": label, "fontsize": "10", "style": "rounded,dashed"
                                                  if attrs.pop("dashed", "") else "rounded", "color": "#999999",
                                                  "labeljust": "l", **attrs})
         return sub

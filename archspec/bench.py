@@ -137,12 +137,15 @@ def device_name(device: str | torch.device) -> str:
     return f"{name}, {torch.get_num_threads()} threads"
 
 
-def resolve_device(name: str | torch.device) -> torch.device:
-    """`cpu`, `cuda`, `cuda:1`, `meta` ... as a torch.device, refusing one this machine does not have."""
+def resolve_device(name: str | torch.device, allow_meta: bool = False) -> torch.device:
+    """`cpu`, `cuda`, `cuda:1` (and `meta` where allowed: a build that allocates nothing) as a torch.device,
+    refusing one this machine does not have."""
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ValueError(f"'{name}' is not a device; use cpu, cuda, cuda:N or meta") from None
+        raise ValueError(f"'{name}' is not a device; use cpu, cuda, cuda:N" + (" or meta" if allow_meta else "")) from None
+    if device.type == "meta" and not allow_meta:
+        raise ValueError("this command computes on real data: use cpu or cuda, not meta")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise RuntimeError(f"device {name}: CUDA is not available on this machine; use --device cpu")

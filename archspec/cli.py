@@ -13,12 +13,13 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .blocks.base import Node, fmt_shape
+from .blocks.base import fmt_shape
+from .cli_args import load_spec, positive_int
 from .deploy_cli import EXPORT_HELP, PREDICT_HELP, add_export_arguments, add_predict_arguments, cmd_export, cmd_predict
 from .errors import SpecError
 from .files import write_atomic
+from .spec import load
 from .perf_cli import add_bench_arguments, add_train_arguments, cmd_bench, cmd_train
-from .spec import Spec, load
 
 EXIT_SPEC_ERROR = 2
 
@@ -30,15 +31,11 @@ def human(n: int | float, unit: str = "") -> str:
     return f"{n:g} {unit}".rstrip()
 
 
-def _load(args: argparse.Namespace, path: str, variant: str | None = None) -> Spec:
-    return load(path, args.set or None, variant=variant or getattr(args, "variant", None), phi=getattr(args, "phi", None))
-
-
 def cmd_validate(args: argparse.Namespace) -> int:
     status = 0
     for path in args.specs:
         try:
-            spec = _load(args, path)
+            spec = load_spec(args, path)
         except SpecError as exc:
             print(exc, file=sys.stderr)
             status = EXIT_SPEC_ERROR
@@ -49,19 +46,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    spec = _load(args, args.spec)
+    spec = load_spec(args, args.spec)
     if args.output and Path(args.output).resolve() == Path(args.spec).resolve():
         raise OSError(f"refusing to overwrite the input spec {args.output}")
     if args.output and Path(args.output).exists() and not args.force:
         raise OSError(f"{args.output} exists; pass --force to replace it")
     import torch
 
-    from .bench import prepare_model, resolve_device
+    from .bench import example_input, prepare_model, resolve_device, synchronize
     from .compiler import compile
     from .guard import check_memory
     from .interop import load_weights
 
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, allow_meta=True)
     free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
     check_memory(spec, device=device.type, device_memory=free, allow_large=args.allow_large)  # before allocating
     start = time.perf_counter()
@@ -71,14 +68,11 @@ def cmd_build(args: argparse.Namespace) -> int:
         print(load_weights(model, args.weights))
     model.eval()
     runnable = prepare_model(model, channels_last=args.channels_last, compile=args.compile)
-    x = torch.randn(1, *spec.input.shape, device=device)
-    if args.channels_last:
-        x = x.to(memory_format=torch.channels_last)
+    x = example_input(spec.input.shape, 1, device, args.channels_last)
     start = time.perf_counter()
     with torch.no_grad():
         y = runnable(x)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    synchronize(device)
     forward = time.perf_counter() - start
     measured = sum(p.numel() for p in model.parameters())
     print(f"{spec.name}: built on {device} in {built * 1000:.0f} ms")
@@ -93,13 +87,6 @@ def cmd_build(args: argparse.Namespace) -> int:
         write_atomic(out, lambda tmp: torch.save(payload, tmp), inputs=[Path(args.spec)])
         print(f"  checkpoint   {out}")
     return 0
-
-
-def summary_dict(spec: Spec, depth: int = 1, batch: int = 1, dtype: str = "fp32") -> dict[str, Any]:
-    """`summary --json`: archspec.summary(...).to_dict()."""
-    from .summary import summary
-
-    return summary(spec, depth, batch, dtype).to_dict()
 
 
 def _show(result: Any, text: str) -> None:
@@ -119,7 +106,7 @@ def _show(result: Any, text: str) -> None:
 def cmd_summary(args: argparse.Namespace) -> int:
     from .summary import summary
 
-    result = summary(_load(args, args.spec), args.depth, args.batch, args.dtype)
+    result = summary(load_spec(args, args.spec), args.depth, args.batch, args.dtype)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
@@ -133,7 +120,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     if args.b is None and not (args.set or args.variant or args.phi is not None):
         raise ValueError("nothing to compare: give a second spec, or --set / --variant / --phi for the first one")
     a = load(args.a)
-    b = _load(args, args.b or args.a)
+    b = load_spec(args, args.b or args.a)
     edits = [f"--set {s}" for s in args.set or []] + ([f"--variant {args.variant}"] if args.variant else []) + (
         [f"--phi {args.phi:g}"] if args.phi is not None else [])
     result = diff(a, b, args.depth, args.batch, args.dtype, labels=(args.a, " ".join([args.b or args.a, *edits])))
@@ -145,9 +132,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_scale(args: argparse.Namespace) -> int:
-    base = _load(args, args.spec)
+    base = load_spec(args, args.spec)
     names = [args.variant] if args.variant else list(base.variants) or [None]
-    members = [(name, _load(args, args.spec, name) if name else base) for name in names]
+    members = [(name, load_spec(args, args.spec, name) if name else base) for name in names]
     if args.phi is not None:
         members = [(f"phi={args.phi:g}", base)]
     print(f"{'variant':<12}{'width':>8}{'depth':>8}{'resolution':>12}{'params':>16}{'MACs':>18}")
@@ -173,7 +160,7 @@ def cmd_diagram(args: argparse.Namespace) -> int:
     if len(specs) > 1 and folder is None:
         folder = Path(".")
     for path in specs:
-        spec = _load(args, str(path))
+        spec = load_spec(args, str(path))
         target = (folder / f"{spec.name}.svg") if folder else Path(args.output or f"{spec.name}.svg")
         written, rendered = render(spec, target, args.detail, args.rankdir, inputs=tuple(specs))
         if not rendered and written.suffix == ".dot" and target.suffix != ".dot":
@@ -197,14 +184,9 @@ def _summary_options(c: argparse.ArgumentParser) -> None:
             raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'")
         return int(text)
 
-    def positive(text: str) -> int:
-        if count(text) < 1:
-            raise argparse.ArgumentTypeError(f"expected 1 or more, got '{text}'")
-        return int(text)
-
     c.add_argument("--depth", type=count, default=1, metavar="N",
                    help="rows down to nesting level N (1: top-level layers, the default; 0: totals only)")
-    c.add_argument("--batch", type=positive, default=1, metavar="B", help="batch size for the memory figures (default 1)")
+    c.add_argument("--batch", type=positive_int, default=1, metavar="B", help="batch size for the memory figures (default 1)")
     c.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32",
                    help="element type for the memory figures (default fp32)")
     c.add_argument("--json", action="store_true", help="machine-readable output")

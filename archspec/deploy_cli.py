@@ -6,9 +6,8 @@ as ONNX, a `torch.export` program (.pt2) or a standalone PyTorch file.
     add_predict_arguments(command("predict", cmd_predict, PREDICT_HELP))
     add_export_arguments(command("export", cmd_export, EXPORT_HELP))
 
-`python -m archspec.deploy_cli predict|export ...` runs them on their own. As everywhere in archspec, a
-spec problem prints one located line and exits 2; any other failure (a missing or unreadable image,
-weights that do not fit the spec) prints one line and exits 1.
+As everywhere in archspec, a spec problem prints one located line and exits 2; any other failure (a
+missing or unreadable image, weights that do not fit the spec) prints one line and exits 1.
 """
 from __future__ import annotations
 
@@ -17,10 +16,10 @@ import re
 import sys
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
-from .errors import SpecError
-from .spec import Spec, load
+from .cli_args import load_spec, positive_int
+from .spec import Spec
 
 if TYPE_CHECKING:
     import torch
@@ -41,10 +40,10 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
                         help="a torchvision/timm state_dict (torch.save) or an archspec checkpoint")
     parser.add_argument("--tta", action="store_true",
                         help="average the softmax over the spec's test-time views (its `tta:`, else ten_crop)")
-    parser.add_argument("--topk", type=_positive, default=5, metavar="K", help="classes to show per image (default 5)")
+    parser.add_argument("--topk", type=positive_int, default=5, metavar="K", help="classes to show per image (default 5)")
     parser.add_argument("--labels", metavar="FILE", help="class names, one per line (default: class indices)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default: cpu)")
-    parser.add_argument("--batch-size", type=_positive, default=16, metavar="N", help="images per forward pass")
+    parser.add_argument("--batch-size", type=positive_int, default=16, metavar="N", help="images per forward pass")
     return parser
 
 
@@ -59,18 +58,6 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     parser.add_argument("--no-check", dest="check", action="store_false",
                         help="do not run the written file against the eager model")
     return parser
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _load_spec(args: argparse.Namespace) -> Spec:
-    return load(args.spec, getattr(args, "set", None) or None, variant=getattr(args, "variant", None),
-                phi=getattr(args, "phi", None))
 
 
 def _one_line(exc: BaseException) -> str:
@@ -107,15 +94,6 @@ def load_weights_file(model: "nn.Module", path: str, spec: Spec) -> "TransferRep
     return report
 
 
-def _device(name: str) -> "torch.device":
-    from .bench import resolve_device
-
-    device = resolve_device(name)
-    if device.type == "meta":
-        raise ValueError("predict needs a real device (cpu, cuda), not meta")
-    return device
-
-
 def read_labels(path: str, classes: int) -> list[str]:
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
@@ -145,7 +123,7 @@ def open_image(path: str) -> Any:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    spec = _load_spec(args)
+    spec = load_spec(args)
     missing = [p for p in args.images if not Path(p).is_file()]
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
@@ -158,10 +136,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     import torch
 
+    from .bench import resolve_device
     from .compiler import compile
     from .tta import preprocess, resize_size, tta_of, with_tta
 
-    device = _device(args.device)
+    device = resolve_device(args.device)
     model = compile(spec, device)
     report = load_weights_file(model, args.weights, spec)
     print(f"weights: {str(report).splitlines()[0]} from {args.weights}", file=sys.stderr)
@@ -218,7 +197,7 @@ class _progress:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    spec = _load_spec(args)
+    spec = load_spec(args)
 
     from .compiler import compile
     from .export import check_targets, default_output, export
@@ -247,14 +226,3 @@ def cmd_export(args: argparse.Namespace) -> int:
                              f"{result.max_abs_diff:.3g} (more than {CHECK_TOLERANCE:g})")
         print(f"  checked: {runner} matches the eager model (max abs diff {result.max_abs_diff:.2g})")
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m archspec.deploy_cli predict|export ...`: the same as `archspec predict|export ...`."""
-    from .cli import main as cli_main
-
-    return cli_main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

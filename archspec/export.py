@@ -939,7 +939,7 @@ class _SourceWriter:
             "",
         ]
         footer = [
-            f"def build(weights=WEIGHTS, map_location=\"cpu\"):",
+            'def build(weights=WEIGHTS, map_location="cpu"):',
             f'    """{self.network_name} in eval mode, with `weights` (a state_dict file, or an archspec checkpoint)',
             '    loaded strictly; a relative path is looked up beside this file. Without weights: random ones."""',
             "    if weights is None:",

@@ -6,7 +6,7 @@
 #   2. DDP smoke runs: torchrun, nccl, 1 GPU, tests/ddp_worker.py, eager and under torch.compile
 #      (aot_eager: dynamo's DDP graph splitting; identical weights across ranks, weights changed);
 #      then FSDP2 (fully_shard) eager;
-#   3. the bench command on cuda (python -m archspec.perf_cli bench ... --reference; peak memory);
+#   3. the bench command on cuda (python3 cli.py bench ... --reference; peak memory);
 #   4. benchmarks/throughput.py --device cuda (bf16, channels_last, batch 256): eager, then compiled
 #      (ours under fullgraph=True), ResNet-50 first, while the time budget lasts (the rest is listed as
 #      skipped in the results file);
@@ -92,7 +92,7 @@ timeout 60 $TORCHRUN --standalone --nproc_per_node 1 tests/ddp_worker.py --backe
 echo "FSDP2 exit code $?"
 
 step "3. bench command on $DEV"
-timeout 90 python3 -m archspec.perf_cli bench specs/resnet50.yaml --device $DEV $BENCH_ARGS --amp bf16 \
+timeout 90 python3 cli.py bench specs/resnet50.yaml --device $DEV $BENCH_ARGS --amp bf16 \
   --channels-last --reference | tee "$DEST/bench_cli.txt"
 echo "bench exit code ${PIPESTATUS[0]}"
 

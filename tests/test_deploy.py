@@ -2,7 +2,6 @@
 and weights imported from a torchvision state_dict file."""
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import pytest
@@ -10,17 +9,9 @@ import torch
 from PIL import Image, ImageDraw
 
 import archspec
-from archspec import deploy_cli
+from archspec.cli import main as run_cli
 from archspec.tta import TestTimeAugmentation, preprocess, resize_size
 from conftest import SPECS
-
-
-def run_cli(argv: list[str]) -> int:
-    """Through cli.py when it has the command wired in, else through deploy_cli's own parser."""
-    from archspec import cli
-
-    sub = next(a for a in cli.parser()._actions if isinstance(a, argparse._SubParsersAction))
-    return (cli.main if argv[0] in sub.choices else deploy_cli.main)(argv)
 
 
 def photo(path: Path, size: tuple[int, int] = (320, 240), mode: str = "RGB") -> Path:

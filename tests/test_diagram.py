@@ -13,7 +13,7 @@ import pytest
 
 import archspec
 from archspec.blocks.base import Node, fmt_shape
-from archspec.diagram import DETAILS, Drawing, diagram, render
+from archspec.diagram import DETAILS, diagram, render
 from conftest import ALL_SPECS, ROOT, SPECS
 from test_cli import NO_TORCH
 

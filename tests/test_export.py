@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import archspec
-from archspec import deploy_cli
+from archspec.cli import main as cli_main
 from archspec.errors import SpecError
 from archspec.export import (ExportError, example_input, export_program, python_source, run_onnx, run_pt2,
                              save_onnx)
@@ -288,7 +288,7 @@ def test_export_command_python_with_weights(tmp_path: Path, monkeypatch: pytest.
     torch.manual_seed(0)
     reference = torchvision.models.resnet18(weights=None).eval()
     torch.save(reference.state_dict(), tmp_path / "tv.pth")
-    assert deploy_cli.main(["export", str(SPECS / "resnet18.yaml"), "--format", "python",
+    assert cli_main(["export", str(SPECS / "resnet18.yaml"), "--format", "python",
                             "--weights", "tv.pth"]) == 0
     captured = capsys.readouterr()
     assert "transferred 122 tensors" in captured.err
@@ -322,7 +322,7 @@ def test_export_never_writes_over_its_inputs(tmp_path: Path, capsys: pytest.Capt
     torch.save(archspec.build(spec).state_dict(), weights)
     before = spec.read_bytes(), weights.read_bytes()
     args = ["-o", str(spec)] if target == "spec" else ["-o", str(tmp_path / "resnet18.py")]  # .py + resnet18.pth
-    assert deploy_cli.main(["export", str(spec), "--format", "python", "--weights", str(weights), *args]) == 1
+    assert cli_main(["export", str(spec), "--format", "python", "--weights", str(weights), *args]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "refusing to overwrite the input" in err[0]
     assert (spec.read_bytes(), weights.read_bytes()) == before
@@ -330,5 +330,5 @@ def test_export_never_writes_over_its_inputs(tmp_path: Path, capsys: pytest.Capt
 
 
 def test_export_spec_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
-    assert deploy_cli.main(["export", str(SPECS / "resnet18.yaml"), "--format", "pt2", "--set", "layers.fc.outt=1"]) == 2
+    assert cli_main(["export", str(SPECS / "resnet18.yaml"), "--format", "pt2", "--set", "layers.fc.outt=1"]) == 2
     assert "did you mean 'out'?" in capsys.readouterr().err

@@ -142,7 +142,7 @@ def test_bench_notes_a_changed_network_and_refuses_without_reference() -> None:
 
 
 def test_cli_bench(capsys: pytest.CaptureFixture[str]) -> None:
-    from archspec.perf_cli import main
+    from archspec.cli import main
 
     code = main(["bench", str(SPECS / "mobilenet_v2.yaml"), "--set", "input.size=32", "--batch", "2",
                  "--channels-last", "--amp", "bf16", "--reference", "--warmup", "1", "--iters", "2"])

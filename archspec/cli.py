@@ -19,16 +19,10 @@ from .deploy_cli import EXPORT_HELP, PREDICT_HELP, add_export_arguments, add_pre
 from .errors import SpecError
 from .files import write_atomic
 from .spec import load
+from .summary import human
 from .perf_cli import add_bench_arguments, add_train_arguments, cmd_bench, cmd_train
 
 EXIT_SPEC_ERROR = 2
-
-
-def human(n: int | float, unit: str = "") -> str:
-    for scale, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(n) >= scale:
-            return f"{n / scale:.3f} {suffix}{unit}"
-    return f"{n:g} {unit}".rstrip()
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

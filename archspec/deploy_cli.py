@@ -22,7 +22,6 @@ from .cli_args import load_spec, positive_int
 from .spec import Spec
 
 if TYPE_CHECKING:
-    import torch
     from torch import nn
 
     from .interop import TransferReport

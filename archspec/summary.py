@@ -44,7 +44,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .blocks.base import Block, MacroBlock, Node, Shape, fmt_shape
-from .blocks.mbconv import MBConv
 from .spec import Spec, load
 
 # Element sizes by dtype name (the CLI's --dtype and a few aliases, torch's names included).
@@ -93,8 +92,6 @@ def _signed(n: int | float, fmt: str = ",") -> str:
 _INPLACE = frozenset({"relu", "relu6", "silu", "hardswish", "hardsigmoid"})
 # Activations whose gradient autograd computes from the output (it keeps the output, not the input).
 _SAVES_OUTPUT = frozenset({"relu", "sigmoid", "tanh"})
-# Composite blocks that run their children one after another, as an nn.Sequential.
-_SEQUENTIAL = frozenset({"sequence", "stage", "branch", "shortcut", "aux_head"})
 
 
 class _Tensor:
@@ -159,22 +156,20 @@ class _Run:
     def concrete(self, node: Node) -> Block:
         """The block whose module was compiled: a macro block's expansion at the node's input."""
         block = node.block
-        if isinstance(block, MacroBlock):  # as MacroBlock.build and MBConv.build expand it
+        if isinstance(block, MacroBlock):  # as MacroBlock.build expands it
             if id(node) not in self._concrete:
-                self._concrete[id(node)] = (block.expand(node.in_shape, node.drop_rate) if isinstance(block, MBConv)
-                                            else block.expand(node.in_shape))
+                self._concrete[id(node)] = block.expand_node(node)
             block = self._concrete[id(node)]
         return block
 
     def run(self, node: Node, x: _Tensor) -> _Tensor:
         block = self.concrete(node)
-        kind = block.type
         outer, self.where = self.where, node.path
-        if kind in _SEQUENTIAL:
+        if node.form == "chain":
             out = self.sequential(node.children, x)
-        elif kind == "residual":
+        elif node.form == "residual":
             out = self.residual(node, block, x)
-        elif kind == "inception":
+        elif node.form == "concat":
             out = self.concat(node, x)
         else:
             out = self.leaf(node, block, x)
@@ -221,7 +216,7 @@ class _Run:
                 return len(node.in_shape) == 3
             if block.type == "se":
                 return True
-            if block.type in _SEQUENTIAL and node.children:  # an nn.Sequential: its last module decides
+            if node.form == "chain" and node.children:  # an nn.Sequential: its last module decides
                 node = node.children[-1]
                 continue
             return False

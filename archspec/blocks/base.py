@@ -159,8 +159,12 @@ class MacroBlock(Block):
         node.block = self
         return node
 
+    def expand_node(self, node: Node) -> Block:
+        """The expansion an analysed node stands for (what its module is built from)."""
+        return self.expand(node.in_shape)
+
     def build(self, node: Node) -> "nn.Module":
-        return self.expand(node.in_shape).build(node)
+        return self.expand_node(node).build(node)
 
 
 class Group(Block):

@@ -7,19 +7,16 @@ The expanded width is `expanded` if given, else make_divisible(input * expand_ra
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
 from ..scaling import Channels, make_divisible
-from .base import Activation, Block, BnEps, BnMomentum, MacroBlock, Norm, PosInt, Shape
+from .base import Activation, Block, BnEps, BnMomentum, MacroBlock, Node, Norm, PosInt, Shape
 from .conv import Conv
 from .residual import Residual
 from .se import SE
 from .sequence import Sequence
-
-if TYPE_CHECKING:
-    from torch import nn
 
 
 class MBConv(MacroBlock):
@@ -63,5 +60,5 @@ class MBConv(MacroBlock):
         text += f" x{self.expand_ratio:g}" if self.expanded is None else f" {self.expanded}"
         return text + f" -> {self.out}" + (" SE" if self.se else "")
 
-    def build(self, node) -> "nn.Module":
-        return self.expand(node.in_shape, node.drop_rate).build(node)
+    def expand_node(self, node: Node) -> Block:
+        return self.expand(node.in_shape, node.drop_rate)  # the stochastic depth rate set on the analysed node

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from .spec import Spec, load
+from .train import loss_of
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -177,6 +178,7 @@ def reference_model(reference: str) -> nn.Module:
     if package == "torchvision":
         import torchvision
 
+        # GoogLeNet and Inception-v3 warn unless their (default) initialisation is asked for explicitly.
         kwargs = {"init_weights": True} if name in ("googlenet", "inception_v3") else {}
         return torchvision.models.get_model(name, weights=None, **kwargs)
     import timm
@@ -187,13 +189,6 @@ def reference_model(reference: str) -> nn.Module:
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def main_loss(output: Any, target: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of the main logits plus 0.3 x each auxiliary head's (as train.loss_of)."""
-    from .train import loss_of
-
-    return loss_of(tuple(output) if isinstance(output, tuple) else output, target)[0]
 
 
 def _tensor_bytes(tensors: Iterator[torch.Tensor]) -> int:
@@ -240,7 +235,7 @@ class _Runner:
             if self.target is None:
                 logits = out[0] if isinstance(out, tuple) else out
                 self.target = torch.randint(0, logits.shape[-1], (self.settings.batch,), device=self.device)
-            loss = main_loss(out, self.target)
+            loss = loss_of(out, self.target)[0]
         self.optimiser.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()

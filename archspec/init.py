@@ -86,7 +86,7 @@ def _timm_resnet(model: nn.Module) -> None:
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
     for m in model.modules():
         if isinstance(m, Residual):
-            body = [m.get_submodule(name) for name in m._body_names]
+            body = m.body()
             norms = [u.norm for u in body if isinstance(u, nn.Sequential) and hasattr(u, "norm")]
             if norms:
                 nn.init.zeros_(norms[-1].weight)

@@ -62,10 +62,14 @@ class Residual(nn.Module):
         self.drop_rate = drop_rate
         self._add_inplace = bool(body) and _fresh_output(body[-1][1])
 
+    def body(self) -> list[nn.Module]:
+        """The body's layers, in order (the shortcut and the activation after the add are not in it)."""
+        return [self._modules[name] for name in self._body_names]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = x
-        for name in self._body_names:
-            out = self._modules[name](out)
+        for layer in self.body():
+            out = layer(out)
         out = drop_path(out, self.drop_rate, self.training)
         if self._add_inplace:
             out += self.shortcut(x)

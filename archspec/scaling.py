@@ -3,7 +3,7 @@
 Which fields scale is declared on the block models: a field typed `Channels` scales with the
 width multiplier (rounded by `make_divisible`), a field typed `Repeats` with the depth multiplier
 (rounded up). Everything else, such as a linear layer's `out` (the classes), never scales, unless the
-linear layer says `scales_with_width: true` (a hidden layer's width, as MobileNetV3's fc1).
+block's `extra_scaled_fields()` names it (a linear layer with `scales_with_width: true`, as MobileNetV3's fc1).
 """
 from __future__ import annotations
 
@@ -93,8 +93,8 @@ def scaled_fields(model: BaseModel) -> dict[str, str]:
         markers = [m for m in info.metadata if isinstance(m, _Scales)] + _markers(info.annotation)
         if markers:
             found[name] = markers[0].dimension
-    if getattr(model, "scales_with_width", False):  # a hidden linear layer (MobileNetV3's fc1), not the classes
-        found["out"] = "width"
+    if hasattr(model, "extra_scaled_fields"):  # a block's own rule, e.g. a hidden linear layer
+        found.update(model.extra_scaled_fields())
     return found
 
 

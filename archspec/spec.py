@@ -206,7 +206,7 @@ def prepare(raw: LocDict, overrides: Overrides = None, variant: str | None = Non
         if raw.get("variant") is None and isinstance(raw.get("name"), str):
             raw["name"] = f"{raw['name']}_{variant}"
         raw["variant"] = variant
-        raw.key_locs["variant"] = Loc(f"--variant {variant}", 1, 1)
+        raw.key_locs["variant"] = Loc(f"--variant {printable(variant, 200)}", 1, 1)
     _apply_variant(raw)
     apply_overrides(raw, overrides)
     if phi is not None:
@@ -223,10 +223,10 @@ def _apply_variant(raw: LocDict) -> None:
     if not isinstance(table, LocDict) or str(name) not in table:
         names = list(table) if isinstance(table, LocDict) else []
         known = f"; variants: {', '.join(names)}" if names else "; this spec has no 'variants' table"
-        raise SpecError(f"unknown variant '{name}'{did_you_mean(str(name), names)}{known}", loc, "variant")
+        raise SpecError(f"unknown variant '{printable(name)}'{did_you_mean(str(name), names)}{known}", loc, "variant")
     entry = table[str(name)]
     if not isinstance(entry, LocDict):
-        raise SpecError("a variant is a mapping of dotted paths to values", table.loc_of(str(name)), f"variants.{name}")
+        raise SpecError("a variant is a mapping of dotted paths to values", table.loc_of(str(name)), f"variants.{printable(name)}")
     for path, value in entry.items():
         set_path(raw, path, value, entry.loc_of(path))
 

@@ -23,7 +23,8 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 import archspec  # noqa: E402
-from archspec.bench import device_name, example_input, prepare_model, synchronize  # noqa: E402
+from archspec.bench import device_name, prepare_model, resolve_device, synchronize  # noqa: E402
+from archspec.train import loss_of  # noqa: E402
 
 
 class Checks:
@@ -73,8 +74,7 @@ def check_spec(path: Path, dev: torch.device, checks: Checks) -> None:
     model.train()
     outs = model(x)
     outs = outs if isinstance(outs, tuple) else (outs,)
-    target = torch.zeros(2, dtype=torch.long, device=dev)
-    loss = sum(torch.nn.functional.cross_entropy(o, target) for o in outs)
+    loss, _ = loss_of(outs, torch.zeros(2, dtype=torch.long, device=dev))  # + 0.3 x each aux head's
     loss.backward()
     grads = all(p.grad is not None and bool(torch.isfinite(p.grad).all()) for p in model.parameters())
     ok = bool(torch.isfinite(loss)) and grads and len(outs) == 1 + len(spec.aux_heads)
@@ -85,8 +85,7 @@ def check_spec(path: Path, dev: torch.device, checks: Checks) -> None:
         ref = model(x)
     lo, hi = activation_range(model, x)
     model = prepare_model(model, channels_last=True)
-    x_cl = example_input(spec.input.shape, 2, dev, channels_last=True)
-    x_cl.copy_(x)
+    x_cl = x.contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
         y_cl = model(x_cl)
         with torch.autocast(dev.type, dtype=torch.bfloat16):
@@ -131,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.backends.cudnn.allow_tf32 = False  # true fp32 references
     torch.backends.cuda.matmul.allow_tf32 = False
-    dev = torch.device(args.device)
+    dev = resolve_device(args.device)
     print(f"torch {torch.__version__} on {device_name(dev)}", flush=True)
     with args.checks.open("a") as log:
         checks = Checks(log)

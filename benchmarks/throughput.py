@@ -27,7 +27,8 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from archspec.bench import BenchReport, BenchSettings, bench, device_name  # noqa: E402
+from archspec.bench import BenchReport, BenchSettings, bench, device_name, resolve_device  # noqa: E402
+from archspec.files import write_atomic  # noqa: E402
 
 MODELS = ["resnet50", "efficientnet_b0", "mobilenet_v2", "vgg16"]
 TASKS = ["infer", "train"]
@@ -62,9 +63,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        print("throughput.py: CUDA is not available", file=sys.stderr)
+    try:
+        device = resolve_device(args.device)
+    except (ValueError, RuntimeError) as exc:
+        print(f"throughput.py: {exc}", file=sys.stderr)
         return 1
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -107,8 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             verdict = "yes" if low >= args.min_ratio else "NO"
             lines += ["", f"lowest ratio {low:.3f}; every ratio >= {args.min_ratio}: {verdict}"
                           + ("" if final else " (so far; run in progress)")]
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text("\n".join(lines) + "\n")
+        write_atomic(out, lambda tmp: tmp.write_text("\n".join(lines) + "\n"))
 
     print("\n".join(header[:5]), flush=True)
     models, tasks = args.models.split(","), [t for t in TASKS if t in args.tasks.split(",")]

@@ -21,17 +21,3 @@ HEAVY = {"vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19",
 
 def spec_params(paths: list[Path]) -> list:
     return [pytest.param(p, id=p.stem, marks=[pytest.mark.slow] if p.stem in HEAVY else []) for p in paths]
-
-
-def reference_model(reference: str):
-    """Build `torchvision:name` or `timm:name` live, randomly initialised, no downloads."""
-    package, name = reference.split(":")
-    if package == "torchvision":
-        import torchvision
-
-        # GoogLeNet and Inception-v3 warn unless their (default) initialisation is asked for explicitly.
-        kwargs = {"init_weights": True} if name in ("googlenet", "inception_v3") else {}
-        return torchvision.models.get_model(name, weights=None, **kwargs)
-    import timm
-
-    return timm.create_model(name, pretrained=False)

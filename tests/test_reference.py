@@ -8,8 +8,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import archspec
+from archspec.bench import reference_model
 from archspec.interop import transfer
-from conftest import REFERENCED, reference_model, spec_params
+from conftest import REFERENCED, spec_params
 
 
 def _published_gmacs(reference: str) -> float | None:

@@ -124,6 +124,10 @@ class Block(BaseModel):
         """Key hyper-parameters, one short line, for summaries and diagrams."""
         return ""
 
+    def extra_scaled_fields(self) -> dict[str, str]:
+        """Fields that scale in this instance beyond those typed Channels / Repeats: {field: 'width' | 'depth'}."""
+        return {}
+
     def fail(self, path: str, message: str) -> NoReturn:
         raise SpecError(message, self._loc, path, self.type)
 

@@ -25,6 +25,9 @@ class Linear(Block):
     def hyper(self) -> str:
         return f"{self.out}"
 
+    def extra_scaled_fields(self) -> dict[str, str]:
+        return {"out": "width"} if self.scales_with_width else {}
+
     def build(self, node) -> "nn.Module":
         from torch import nn
 

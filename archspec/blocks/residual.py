@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from .base import (Activation, Block, BnEps, BnMomentum, Node, Norm, Shape, chain, check_unique_names,
-                   child_path, composite, fmt_shape, group, named, validation_message)
+                   child_path, composite, fmt_shape, group, named, validation_message, window_out)
 from .conv import Conv
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ class Residual(Block):
     def _stride(self, size: int, out: int, path: str, x: Shape, y: Shape) -> int:
         # The smallest stride s with (size - 1) // s <= out - 1; no other stride can give exactly `out`.
         stride = (size - 1) // out + 1 if out >= 1 else 0
-        if stride < 1 or (size - 1) // stride + 1 != out:
+        if stride < 1 or window_out(size, 1, stride, 0) != out:
             self.fail(path, f"no strided 1x1 projection maps the input {fmt_shape(x)} to the body's output "
                             f"{fmt_shape(y)}; give an explicit shortcut")
         return stride

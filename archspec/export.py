@@ -901,7 +901,7 @@ class _SourceWriter:
 
     def write(self) -> str:
         from . import __version__ as version
-        from .tta import resize_size
+        from .preprocess import resize_size
 
         self.build_classes()
         classes = [line for cls in sorted(self.classes, key=lambda c: (self._height(c), c.order))

@@ -2,13 +2,17 @@
 augmentation. Pure data here; the image and tensor work lives in the modules that use torch."""
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from .blocks.base import PosInt
 
+if TYPE_CHECKING:
+    from .spec import Spec
+
 Triple = tuple[float, float, float]
+IMAGENET_CROP_RATIO = 0.875  # 224 / 256: the usual ImageNet evaluation crop
 
 
 class Preprocess(BaseModel):
@@ -17,10 +21,10 @@ class Preprocess(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    resize: PosInt = 256
+    resize: PosInt | None = None  # default: the input size / 0.875 (see resize_size)
     interpolation: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
     mean: Triple = (0.485, 0.456, 0.406)
-    std: Annotated[Triple, Field()] = (0.229, 0.224, 0.225)
+    std: Triple = (0.229, 0.224, 0.225)
 
 
 def _tta_shorthand(value: Any) -> Any:
@@ -43,3 +47,14 @@ class TTA(BaseModel):
 
 
 TTASpec = Annotated[TTA, BeforeValidator(_tta_shorthand)]
+
+
+def resize_size(spec: "Spec", tta: bool = False) -> int:
+    """The shorter side images are resized to: `tta.resize` with TTA (when declared), else
+    `preprocess.resize`. A spec that declares neither gets the ImageNet convention, the input size
+    / 0.875 (256 for 224, 342 for Inception-v3's 299)."""
+    if tta and spec.tta is not None and spec.tta.resize is not None:
+        return spec.tta.resize
+    if spec.preprocess.resize is not None:
+        return spec.preprocess.resize
+    return int(round(min(spec.input.shape[1:]) / IMAGENET_CROP_RATIO))

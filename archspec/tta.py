@@ -23,14 +23,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from .preprocess import TTA
+from .preprocess import TTA, resize_size
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
     from .spec import Spec
-
-IMAGENET_CROP_RATIO = 0.875  # 224 / 256: the usual ImageNet evaluation crop
 
 
 class TestTimeAugmentation(nn.Module):
@@ -82,17 +80,6 @@ def tta_of(spec: "Spec", mode: str | None = None) -> TTA:
     if mode is not None and (declared is None or declared.mode != mode):
         return TTA(mode=mode, resize=declared.resize if declared else None)
     return declared or TTA(mode="ten_crop")
-
-
-def resize_size(spec: "Spec", tta: bool = False) -> int:
-    """The shorter side images are resized to: `tta.resize` with TTA (when declared), else
-    `preprocess.resize`. A spec that does not declare `preprocess.resize` gets the ImageNet
-    convention, the input size / 0.875 (256 for 224, 342 for Inception-v3's 299)."""
-    if tta and spec.tta is not None and spec.tta.resize is not None:
-        return spec.tta.resize
-    if "resize" in spec.preprocess.model_fields_set:
-        return spec.preprocess.resize
-    return int(round(min(spec.input.shape[1:]) / IMAGENET_CROP_RATIO))
 
 
 def with_tta(model: nn.Module, spec: "Spec | None" = None, mode: str | None = None) -> TestTimeAugmentation:

@@ -168,7 +168,7 @@ def test_predict_end_to_end(tmp_path: Path, resnet18, capsys: pytest.CaptureFixt
 
 
 def test_predict_with_tta(tmp_path: Path, resnet18, capsys: pytest.CaptureFixture[str]) -> None:
-    """--tta on a spec that declares none: ten crops of the image resized to preprocess.resize (256)."""
+    """--tta on a spec that declares none: ten crops of the image resized to 224 / 0.875 = 256."""
     from torchvision import transforms
 
     spec, model, weights = resnet18

@@ -80,6 +80,8 @@ def export(spec: str | Path | Spec, format: str, output: str | Path | None = Non
     if not isinstance(spec, Spec):
         guarded.append(Path(spec))
         spec = load(spec, overrides, variant=variant, phi=phi)
+    elif overrides or variant or phi is not None:  # as compiler.build: a loaded spec is final
+        raise ValueError("overrides, variant and phi apply to a spec file; pass a path, or call archspec.load(path, ...)")
     if isinstance(weights, (str, Path)):
         guarded.append(Path(weights))
     out = Path(output) if output is not None else default_output(spec, format)

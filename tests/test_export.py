@@ -332,3 +332,10 @@ def test_export_never_writes_over_its_inputs(tmp_path: Path, capsys: pytest.Capt
 def test_export_spec_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["export", str(SPECS / "resnet18.yaml"), "--format", "pt2", "--set", "layers.fc.outt=1"]) == 2
     assert "did you mean 'out'?" in capsys.readouterr().err
+
+
+def test_export_refuses_overrides_for_a_loaded_spec(tmp_path: Path) -> None:
+    """As archspec.build: overrides, variant and phi apply to a file; a loaded Spec is final."""
+    with pytest.raises(ValueError, match="apply to a spec file"):
+        archspec.export(archspec.load(SPECS / "resnet18.yaml"), "python", tmp_path / "r.py", overrides=["input.size=64"])
+    assert not (tmp_path / "r.py").exists()

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from .blocks.base import Node, fmt_shape
+from .blocks.base import MacroBlock, Node, fmt_shape
 from .spec import Spec
 
 if TYPE_CHECKING:
@@ -212,9 +212,9 @@ class _Drawer:
         return drawn
 
     def residual(self, g: graphviz.Digraph, n: Node, level: int, count: int = 1, name: str = "") -> "_Drawer.Entry":
-        body = [c for c in n.children if c.name != "shortcut"]
-        shortcut = next((c for c in n.children if c.name == "shortcut"), None)
-        act = getattr(n.block, "activation", "none") if n.type in ("residual", "basic", "bottleneck") else "none"
+        body, shortcut = n.residual_parts()
+        expanded = n.block.expand_node(n) if isinstance(n.block, MacroBlock) else n.block
+        act = expanded.activation  # after the add (a residual's own field; mbconv's residual has none)
         if self.detail == "layer":
             sub = self.cluster(g, n, f"{n.name}: {n.type}")
             ins, out = self.chain(sub, body, level, n.in_shape)  # type: ignore[misc]

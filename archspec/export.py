@@ -568,9 +568,9 @@ class _SourceWriter:
     def body(self, node: Node) -> Body:
         if node.form == "residual":
             module = self.model.get_submodule(node.path)
-            body = tuple((c.name, self.expr(c)) for c in node.children if c.name != "shortcut")
-            shortcut = next((self.expr(c) for c in node.children if c.name == "shortcut"), _call("nn.Identity"))
-            return Body("residual", body, shortcut, module_expr(module.act, f"{node.path}.act"),
+            layers, shortcut = node.residual_parts()
+            body = tuple((c.name, self.expr(c)) for c in layers)
+            return Body("residual", body, self.expr(shortcut) if shortcut else _call("nn.Identity"), module_expr(module.act, f"{node.path}.act"),
                         Lit(float(module.drop_rate)))
         return Body(node.form if node.form == "concat" else "chain", tuple((c.name, self.expr(c)) for c in node.children))
 

@@ -186,7 +186,7 @@ class _Run:
 
     def residual(self, node: Node, block: Any, x: _Tensor) -> _Tensor:
         # nn.Residual: out = drop_path(body(x)); out += shortcut(x) (or out = out + shortcut(x)); act(out)
-        body = [c for c in node.children if c.name != "shortcut"]
+        body, shortcut = node.residual_parts()
         out = self.sequential(body, x)
         n = _numel(node.out_shape)
         if self.training and block.drop_path > 0:  # out * (B,1,1,1) mask; autograd keeps the mask
@@ -196,7 +196,6 @@ class _Run:
             self.drop(mask)
             self.drop(out)
             out = dropped
-        shortcut = next((c for c in node.children if c.name == "shortcut"), None)
         skip = self.run(shortcut, x) if shortcut is not None else self.ref(x)
         if not (body and self.fresh_output(body[-1])):  # out of place: a new tensor for the sum
             total = self.new(n)

@@ -85,6 +85,11 @@ class Node:
     def type(self) -> str:
         return self.block.type
 
+    def residual_parts(self) -> tuple[list["Node"], "Node | None"]:
+        """A residual node's body layers and its shortcut (None: the identity)."""
+        body = [c for c in self.children if c.name != "shortcut"]
+        return body, next((c for c in self.children if c.name == "shortcut"), None)
+
 
 def child_path(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name

@@ -77,6 +77,7 @@ class Residual(Block):
     def build(self, node: Node) -> "nn.Module":
         from ..nn import Residual as ResidualModule, activation
 
-        body = [(c.name, c.block.build(c)) for c in node.children if c.name != "shortcut"]
-        shortcut = next((c.block.build(c) for c in node.children if c.name == "shortcut"), None)
-        return ResidualModule(body, shortcut, activation(self.activation, inplace=True), self.drop_path)
+        body, shortcut = node.residual_parts()
+        return ResidualModule([(c.name, c.block.build(c)) for c in body],
+                              shortcut.block.build(shortcut) if shortcut else None,
+                              activation(self.activation, inplace=True), self.drop_path)

@@ -19,7 +19,7 @@ from .deploy_cli import EXPORT_HELP, PREDICT_HELP, add_export_arguments, add_pre
 from .errors import SpecError
 from .files import write_atomic
 from .spec import load
-from .summary import human
+from .summary import DTYPES, human
 from .perf_cli import add_bench_arguments, add_train_arguments, cmd_bench, cmd_train
 
 EXIT_SPEC_ERROR = 2
@@ -181,7 +181,7 @@ def _summary_options(c: argparse.ArgumentParser) -> None:
     c.add_argument("--depth", type=count, default=1, metavar="N",
                    help="rows down to nesting level N (1: top-level layers, the default; 0: totals only)")
     c.add_argument("--batch", type=positive_int, default=1, metavar="B", help="batch size for the memory figures (default 1)")
-    c.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32",
+    c.add_argument("--dtype", choices=DTYPES, default="fp32",
                    help="element type for the memory figures (default fp32)")
     c.add_argument("--json", action="store_true", help="machine-readable output")
 

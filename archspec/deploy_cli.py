@@ -12,11 +12,12 @@ missing or unreadable image, weights that do not fit the spec) prints one line a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import sys
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from .cli_args import load_spec, positive_int
 from .spec import Spec
@@ -166,33 +167,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-class _progress:
+@contextlib.contextmanager
+def _progress(total: int) -> Iterator[Callable[[], None]]:
     """A rich progress bar on stderr, when it is a terminal, for more than one image; yields `advance()`."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.bar: Any = None
-
-    def __enter__(self) -> Any:
-        if self.total < PROGRESS_MIN_IMAGES:
-            return lambda: None
-        try:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-        except ImportError:  # rich is a dependency; without it, no bar
-            return lambda: None
-        console = Console(stderr=True)
-        if not console.is_terminal:  # a log or a pipe: no bar, only the results
-            return lambda: None
-        self.bar = Progress(TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                            console=console, transient=True)
-        self.bar.start()
-        task = self.bar.add_task("predict", total=self.total)
-        return lambda: self.bar.advance(task)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.bar is not None:
-            self.bar.stop()
+    console = Console(stderr=True)
+    with Progress(TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console,
+                  transient=True, disable=total < PROGRESS_MIN_IMAGES or not console.is_terminal) as bar:
+        task = bar.add_task("predict", total=total)
+        yield lambda: bar.advance(task)
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from .cli_args import load_spec, positive_int
+from .errors import one_line
 from .spec import Spec
 
 if TYPE_CHECKING:
@@ -60,11 +61,6 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     return parser
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
 def load_weights_file(model: "nn.Module", path: str, spec: Spec) -> "TransferReport":
     """Load a weights file structurally; every failure is one line (a ValueError or FileNotFoundError)."""
     from .interop import read_state_dict, transfer
@@ -76,14 +72,14 @@ def load_weights_file(model: "nn.Module", path: str, spec: Spec) -> "TransferRep
             warnings.simplefilter("ignore")
             state = read_state_dict(path)
     except ValueError as exc:  # read_state_dict's own: no state_dict in the file
-        raise ValueError(_one_line(exc)) from None
+        raise ValueError(one_line(exc)) from None
     except Exception as exc:  # torch.load raises pickle, zip, key and runtime errors alike
         refused = re.search(r"WeightsUnpickler error:\s*(.+)", str(exc))
         if refused:
             reason = refused.group(1).strip().split(". ")[0][:160]
             detail = f"it holds more than tensors, refused by weights_only=True ({reason})"
         else:
-            detail = f"not a file written by torch.save ({type(exc).__name__}: {_one_line(exc)[:160]})"
+            detail = f"not a file written by torch.save ({type(exc).__name__}: {one_line(exc)[:160]})"
         raise ValueError(f"cannot read weights from {path}: {detail}") from None
     report = transfer(state, model)
     if not report.ok:
@@ -100,7 +96,7 @@ def read_labels(path: str, classes: int) -> list[str]:
     except FileNotFoundError:
         raise FileNotFoundError(f"no such labels file: {path}") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"cannot read labels from {path}: {_one_line(exc)}") from None
+        raise ValueError(f"cannot read labels from {path}: {one_line(exc)}") from None
     while lines and not lines[-1].strip():
         lines.pop()
     if len(lines) != classes:
@@ -119,7 +115,7 @@ def open_image(path: str) -> Any:
     except FileNotFoundError:
         raise FileNotFoundError(f"no such image: {path}") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:  # SyntaxError: some broken files
-        raise ValueError(f"cannot read image {path}: {_one_line(exc)}") from None
+        raise ValueError(f"cannot read image {path}: {one_line(exc)}") from None
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

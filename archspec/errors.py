@@ -39,3 +39,9 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """`; did you mean 'x'?` for the closest choice, or '' when none is close."""
     close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
     return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of an exception's message (torch's errors run to pages), or its type's name."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from .blocks.base import MacroBlock, Node, fmt_shape
+from .errors import one_line
 from .files import write_atomic
 from .spec import Spec, load
 
@@ -152,8 +153,7 @@ def export_program(model: nn.Module, spec: Spec) -> torch.export.ExportedProgram
         with torch.no_grad():
             return torch.export.export(model, (x,), dynamic_shapes=({0: batch},))
     except Exception as exc:  # torch.export's errors run to pages; the first line says what failed
-        lines = str(exc).strip().splitlines()
-        raise ExportError(f"torch.export failed: {lines[0] if lines else type(exc).__name__}") from exc
+        raise ExportError(f"torch.export failed: {one_line(exc)}") from exc
 
 
 def _save_pt2(program: torch.export.ExportedProgram, path: Path) -> None:
@@ -182,8 +182,7 @@ def onnx_program(program: torch.export.ExportedProgram) -> Any:
         return torch.onnx.export(program, args, dynamo=True, input_names=["input"], output_names=["logits"],
                                  verbose=False)
     except Exception as exc:
-        lines = str(exc).strip().splitlines()
-        raise ExportError(f"ONNX conversion failed: {lines[0] if lines else type(exc).__name__}") from exc
+        raise ExportError(f"ONNX conversion failed: {one_line(exc)}") from exc
 
 
 def save_onnx(program: torch.export.ExportedProgram, path: Path, inputs: Iterable[Path] = ()) -> None:
@@ -657,7 +656,6 @@ class _SourceWriter:
             taken.add(name)
             p["name"] = name
         # Defaults: channels are required; any other argument defaults to its most common value.
-        signature: list[tuple[str, str, Any]] = []
         for p in plist:
             default = REQUIRED
             if p["kind"] != "channels" and all(not isinstance(v, (Call, Seq)) for v in p["values"]):

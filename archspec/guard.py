@@ -20,13 +20,14 @@ limit. On `meta` nothing is allocated and nothing is refused.
 from __future__ import annotations
 
 import os
+import dataclasses
 from dataclasses import dataclass
 from math import prod
 from pathlib import Path
 from typing import Any
 
 from .errors import SpecError
-from .source import LocDict
+from .source import loc_of
 
 DEFAULT_FRACTION = 0.5
 
@@ -71,10 +72,15 @@ def format_bytes(n: int) -> str:
     return f"{n} bytes"
 
 
+def _leaf_elements(node: Any) -> int:
+    """Elements of every layer output under `node` (one image): the activations its layers write."""
+    return sum(prod(n.out_shape) for n in node.walk() if not n.children)
+
+
 def estimate_memory(spec: Any, batch: int = 1, dtype_bytes: int = 4) -> MemoryEstimate:
     """Parameter and activation memory of `spec` (an archspec.Spec) from its analysis alone."""
     root = spec.analyse()
-    activations = prod(root.in_shape) + sum(prod(n.out_shape) for n in root.walk() if not n.children)
+    activations = prod(root.in_shape) + _leaf_elements(root)
     return MemoryEstimate(root.params, root.params * dtype_bytes, activations * batch * dtype_bytes, batch, dtype_bytes)
 
 
@@ -136,8 +142,7 @@ def check_memory(spec: Any, limit_bytes: int | None = None, device: Any = "cpu",
         limit, source = int(available * fraction), f"{fraction:.0%} of {format_bytes(available)} available RAM"
     else:
         return estimate
-    estimate = MemoryEstimate(estimate.params, estimate.param_bytes, estimate.activation_bytes, batch, dtype_bytes,
-                              limit, source)
+    estimate = dataclasses.replace(estimate, limit_bytes=limit, limit_source=source)
     if estimate.fits or allow_large:
         return estimate
     raise _too_large(spec, estimate)
@@ -148,11 +153,10 @@ def _too_large(spec: Any, estimate: MemoryEstimate) -> SpecError:
     root = spec.analyse()
 
     def need(node: Any) -> int:
-        leaves = [n for n in node.walk() if not n.children]
-        return (node.params + sum(prod(n.out_shape) for n in leaves) * estimate.batch) * estimate.dtype_bytes
+        return (node.params + _leaf_elements(node) * estimate.batch) * estimate.dtype_bytes
 
     largest = max(root.children, key=need)
-    loc = largest.block._loc or (spec._source.loc if isinstance(spec._source, LocDict) else None)
+    loc = largest.block._loc or loc_of(spec._source, None)
     message = (f"the network needs {estimate.describe()}; this layer alone needs {format_bytes(need(largest))}. "
                "Reduce it, or pass --allow-large (allow_large=True) to build anyway")
     return SpecError(message, loc, largest.path, largest.type)

@@ -28,23 +28,18 @@ DETAILS: tuple[str, ...] = ("stage", "block", "layer")
 FORMATS = ("svg", "png", "pdf", "dot")
 INSTALL_HINT = "Graphviz's `dot` is not installed; wrote the .dot source instead (apt-get install graphviz, brew install graphviz)"
 
-# Colour by kind of block; the legend lists the kinds a diagram uses.
-KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "convolution": ("#cfe2f3", ("conv", "depthwise")),
-    "pooling": ("#e6e6e6", ("pool", "adaptive_pool", "global_pool")),
-    "residual block": ("#d9ead3", ("residual", "basic", "bottleneck", "mbconv")),
-    "inception": ("#fce5cd", ("inception", "inception_v1")),
-    "squeeze-excitation": ("#ead1dc", ("se",)),
-    "fully connected": ("#fff2cc", ("linear",)),
-    "normalisation": ("#f4f4f4", ("batchnorm", "lrn")),
-    "stage / group": ("#eeeeee", ("stage", "sequence", "branch", "shortcut", "aux_head")),
+# Colour by kind of block (each block class names its `kind`); the legend lists the kinds a diagram uses.
+COLOURS: dict[str, str] = {
+    "convolution": "#cfe2f3",
+    "pooling": "#e6e6e6",
+    "residual block": "#d9ead3",
+    "inception": "#fce5cd",
+    "squeeze-excitation": "#ead1dc",
+    "fully connected": "#fff2cc",
+    "normalisation": "#f4f4f4",
+    "stage / group": "#eeeeee",
 }
-COLOURS = {t: colour for colour, types in KINDS.values() for t in types}
-PLAIN = "#ffffff"  # activations, dropout, flatten
-
-
-def kind_of(type_name: str) -> str:
-    return next((kind for kind, (_, types) in KINDS.items() if type_name in types), "other")
+PLAIN = "#ffffff"  # kind "other": activations, dropout, flatten
 
 
 def human(n: int) -> str:
@@ -102,12 +97,12 @@ class _Drawer:
                 f"{root.macs / 1e9:.3f} GMACs ({self.detail} detail)")
 
     # -- primitives ---------------------------------------------------------------------------
-    def node(self, g: graphviz.Digraph, key: str, label: str, type_name: str = "", **attrs: str) -> str:
+    def node(self, g: graphviz.Digraph, key: str, label: str, kind: str = "", **attrs: str) -> str:
         nid = f"n{len(self.ids)}"
         self.ids[key] = nid
-        if type_name:
-            self.d.kinds.add(kind_of(type_name))
-        attrs.setdefault("fillcolor", COLOURS.get(type_name, PLAIN))
+        if kind:
+            self.d.kinds.add(kind)
+        attrs.setdefault("fillcolor", COLOURS.get(kind, PLAIN))
         g.node(nid, label, **attrs)
         self.d.nodes += 1
         return nid
@@ -128,7 +123,7 @@ class _Drawer:
             lines.append(f"{human(params)} params")
         if note:
             lines.append(f"<i>{html.escape(note)}</i>")
-        return self.node(g, n.path, "<" + "<br/>".join(lines) + ">", n.type)
+        return self.node(g, n.path, "<" + "<br/>".join(lines) + ">", n.block.kind)
 
     def cluster(self, g: graphviz.Digraph, n: Node, label: str, **attrs: str) -> graphviz.Digraph:
         name = f"cluster_{len(self.d.clusters)}"
@@ -297,8 +292,8 @@ class _Drawer:
         return [(nid, {})], nid
 
     def _legend(self, g: graphviz.Digraph) -> None:
-        rows = "".join(f'<tr><td bgcolor="{KINDS[k][0] if k in KINDS else "#ffffff"}" border="1">{html.escape(k)}</td></tr>'
-                       for k in sorted(self.d.kinds) if k in KINDS or k.startswith("auxiliary"))
+        rows = "".join(f'<tr><td bgcolor="{COLOURS.get(k, PLAIN)}" border="1">{html.escape(k)}</td></tr>'
+                       for k in sorted(self.d.kinds) if k in COLOURS or k.startswith("auxiliary"))
         g.node("legend", f'<<table border="0" cellspacing="2"><tr><td><b>legend</b></td></tr>{rows}</table>>',
                shape="plaintext", style="")
 

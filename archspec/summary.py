@@ -15,7 +15,7 @@ Activation memory, defined
 Both figures describe eager PyTorch running the compiled module (`archspec.compile(spec)`) on a batch of
 `batch` images in `dtype`, and count activation tensors only: not parameters, buffers, gradients or
 optimizer state, nor allocator rounding, caches or convolution workspaces. They come from a symbolic run
-of the compiled module (`_Run` below): every tensor the module allocates, in order, with its size, and
+of the compiled module (`MemoryReplay` below, each leaf block replaying its own module): every tensor the module allocates, in order, with its size, and
 when it is freed (as Python reference counting frees it) or kept by autograd.
 
 - forward (inference): the peak of the bytes of live activation tensors during `model.eval()` and
@@ -94,18 +94,22 @@ _INPLACE = frozenset({"relu", "relu6", "silu", "hardswish", "hardsigmoid"})
 _SAVES_OUTPUT = frozenset({"relu", "sigmoid", "tanh"})
 
 
-class _Tensor:
+class Tensor:
+    """A tensor of the symbolic run: its bytes, its references, whether autograd keeps it."""
+
     __slots__ = ("nbytes", "refs", "saved")
 
     def __init__(self, nbytes: int) -> None:
         self.nbytes, self.refs, self.saved = nbytes, 1, False
 
 
-class _Run:
+class MemoryReplay:
     """Replays what the compiled module allocates, frees and (in training) hands to autograd.
 
-    Each method mirrors one module of `archspec/nn.py` or torch: its input is borrowed (the caller holds
-    it) and it returns a new reference to its output. Sizes are bytes for the whole batch."""
+    The composites (sequence, residual, concatenation: `Node.form`) are replayed here as `archspec/nn.py`
+    runs them; each leaf block replays its own module (`Block.replay`, beside its builder). A replayed
+    module's input is borrowed (the caller holds it) and it returns a new reference to its output. Sizes
+    are bytes for the whole batch."""
 
     def __init__(self, training: bool, batch: int, itemsize: int, expanded: dict[int, Block] | None = None) -> None:
         self.training, self.batch, self.itemsize = training, batch, itemsize
@@ -114,24 +118,24 @@ class _Run:
         self._concrete: dict[int, Block] = {} if expanded is None else expanded  # macro expansions, by node
 
     # tensors
-    def new(self, numel: int, itemsize: int | None = None, per_sample: bool = True) -> _Tensor:
-        t = _Tensor((self.batch if per_sample else 1) * numel * (itemsize or self.itemsize))
+    def new(self, numel: int, itemsize: int | None = None, per_sample: bool = True) -> Tensor:
+        t = Tensor((self.batch if per_sample else 1) * numel * (itemsize or self.itemsize))
         self.live += t.nbytes
         if self.live > self.peak:
             self.peak, self.peak_at = self.live, self.where
         return t
 
     @staticmethod
-    def ref(t: _Tensor) -> _Tensor:
+    def ref(t: Tensor) -> Tensor:
         t.refs += 1
         return t
 
-    def drop(self, t: _Tensor) -> None:
+    def drop(self, t: Tensor) -> None:
         t.refs -= 1
         if t.refs == 0 and not t.saved:
             self.live -= t.nbytes
 
-    def keep(self, *tensors: _Tensor) -> None:
+    def keep(self, *tensors: Tensor) -> None:
         """Autograd saves these for backward (training only): they live until the backward pass."""
         if self.training:
             for t in tensors:
@@ -162,7 +166,7 @@ class _Run:
             block = self._concrete[id(node)]
         return block
 
-    def run(self, node: Node, x: _Tensor) -> _Tensor:
+    def run(self, node: Node, x: Tensor) -> Tensor:
         block = self.concrete(node)
         outer, self.where = self.where, node.path
         if node.form == "chain":
@@ -172,11 +176,11 @@ class _Run:
         elif node.form == "concat":
             out = self.concat(node, x)
         else:
-            out = self.leaf(node, block, x)
+            out = block.replay(self, node, x)
         self.where = outer
         return out
 
-    def sequential(self, children: Sequence[Node], x: _Tensor) -> _Tensor:
+    def sequential(self, children: Sequence[Node], x: Tensor) -> Tensor:
         cur = self.ref(x)  # nn.Sequential: `for module in self: input = module(input)`
         for child in children:
             new = self.run(child, cur)
@@ -184,7 +188,7 @@ class _Run:
             cur = new
         return cur
 
-    def residual(self, node: Node, block: Any, x: _Tensor) -> _Tensor:
+    def residual(self, node: Node, block: Any, x: Tensor) -> Tensor:
         # nn.Residual: out = drop_path(body(x)); out += shortcut(x) (or out = out + shortcut(x)); act(out)
         body, shortcut = node.residual_parts()
         out = self.sequential(body, x)
@@ -205,29 +209,20 @@ class _Run:
         return self.activation(block.activation, out, n, inplace=True)
 
     def fresh_output(self, node: Node) -> bool:
-        """nn.Residual adds in place when its body ends in a module whose output is a new tensor that no
-        backward reads: a conv (with its norm) without activation, a 2-D batch norm or an SE (`_fresh_output`)."""
-        while True:
-            block = self.concrete(node)
-            if block.type == "conv":
-                return block.activation == "none"
-            if block.type == "batchnorm":
-                return len(node.in_shape) == 3
-            if block.type == "se":
-                return True
-            if node.form == "chain" and node.children:  # an nn.Sequential: its last module decides
-                node = node.children[-1]
-                continue
-            return False
+        """Whether nn.Residual adds in place after this body layer (nn.py's `_fresh_output`)."""
+        while node.form == "chain" and node.children:  # an nn.Sequential: its last module decides
+            node = node.children[-1]
+        return not node.children and self.concrete(node).fresh_output(node)
 
-    def concat(self, node: Node, x: _Tensor) -> _Tensor:
+    def concat(self, node: Node, x: Tensor) -> Tensor:
         outs = [self.run(branch, x) for branch in node.children]  # torch.cat([branch(x) for ...])
         y = self.new(_numel(node.out_shape))
         for o in outs:
             self.drop(o)
         return y
 
-    def activation(self, name: str, x: _Tensor, n: int, inplace: bool) -> _Tensor:
+    # the modules the leaves share
+    def activation(self, name: str, x: Tensor, n: int, inplace: bool) -> Tensor:
         """Apply an activation to the owned tensor `x` (n elements per image); returns the owned result."""
         if name == "none":
             return x
@@ -244,7 +239,7 @@ class _Run:
         self.drop(x)
         return y
 
-    def batchnorm(self, x: _Tensor, n: int, channels: int) -> _Tensor:
+    def batchnorm(self, x: Tensor, n: int, channels: int) -> Tensor:
         y = self.new(n)
         if self.training:  # its input, and the batch mean and inverse std per channel (fp32)
             stats = self.new(2 * channels, _STAT, per_sample=False)
@@ -252,96 +247,15 @@ class _Run:
             self.drop(stats)
         return y
 
-    def leaf(self, node: Node, block: Any, x: _Tensor) -> _Tensor:
-        kind, n = block.type, _numel(node.out_shape)
-        if kind == "conv":  # Sequential(conv, norm, act)
-            y = self.new(n)
-            self.keep(x)
-            if block.norm == "batch":
-                z = self.batchnorm(y, n, node.out_shape[0])
-                self.drop(y)
-                y = z
-            return self.activation(block.activation, y, n, inplace=True)
-        if kind == "batchnorm":
-            return self.batchnorm(x, n, node.in_shape[0])
-        if kind in ("pool", "adaptive_pool", "global_pool"):
-            return self.pool(node, block, x, n)
-        if kind == "flatten":
-            return self.ref(x)  # a view
-        if kind == "dropout":
-            if not self.training or block.p == 0:
-                return self.ref(x)  # identity in eval (and with p=0)
-            noise = self.new(n)  # input * (bernoulli mask / (1 - p)); autograd keeps the mask
-            y = self.new(n)
-            self.keep(noise)
-            self.drop(noise)
-            return y
-        if kind == "linear":
-            y = self.new(n)
-            self.keep(x)
-            return y
-        if kind == "se":
-            return self.squeeze_excite(node, block, x, n)
-        if kind == "lrn":
-            return self.lrn(node, block, x, n)
-        if kind in _INPLACE | _SAVES_OUTPUT | {"gelu"}:  # a standalone activation (not in place)
-            return self.activation(kind, self.ref(x), n, inplace=False)
-        # A block type this model does not know: it allocates its output and keeps its input.
-        y = self.new(n)
-        self.keep(x)
-        return y
-
-    def pool(self, node: Node, block: Any, x: _Tensor, n: int) -> _Tensor:
-        op = block.op
-        out_hw = node.out_shape[1:] if block.type != "global_pool" else (1, 1)
-        pooled = (node.out_shape[0], *out_hw)
+    def pool(self, x: Tensor, pooled: Shape, op: str, reads_input: bool) -> Tensor:
+        """A max or average pool to `pooled`; `reads_input`: an average pool's backward reads its input."""
         y = self.new(_numel(pooled))
         if op == "max":  # max_pool2d_with_indices: int64 indices, kept for backward
             indices = self.new(_numel(pooled), _INDEX)
             self.keep(x, indices)
             self.drop(indices)
-        elif not (block.type != "pool" and tuple(out_hw) == (1, 1)):
-            self.keep(x)  # avg_pool2d reads its input's shape back; an adaptive 1x1 average is a mean
-        return y  # a global pool's flatten is a view
-
-    def squeeze_excite(self, node: Node, block: Any, x: _Tensor, n: int) -> _Tensor:
-        # x * gate(fc2(act(fc1(avgpool(x)))))
-        c = node.in_shape[0]
-        s = block.squeeze_width(c)
-        pooled = self.new(c)
-        squeezed = self.new(s)
-        self.keep(pooled)
-        self.drop(pooled)
-        squeezed = self.activation(block.activation, squeezed, s, inplace=True)
-        expanded = self.new(c)
-        self.keep(squeezed)
-        self.drop(squeezed)
-        gate = self.activation(block.gate, expanded, c, inplace=False)
-        y = self.new(n)
-        self.keep(x, gate)
-        self.drop(gate)
-        return y
-
-    def lrn(self, node: Node, block: Any, x: _Tensor, n: int) -> _Tensor:
-        # torch.nn.functional.local_response_norm on (B, C, H, W), step by step
-        c, h, w = node.in_shape
-        squares = self.new(n)
-        self.keep(x)
-        padded = self.new((c + block.size - 1) * h * w)
-        self.drop(squares)
-        pooled = self.new(n)
-        self.keep(padded)
-        self.drop(padded)
-        scaled = self.new(n)
-        shifted = self.new(n)
-        self.drop(scaled)
-        div = self.new(n)
-        self.keep(shifted)  # pow keeps its base
-        self.drop(shifted)
-        self.drop(pooled)
-        y = self.new(n)
-        self.keep(x, div)
-        self.drop(div)
+        elif reads_input:
+            self.keep(x)
         return y
 
 
@@ -363,7 +277,7 @@ def activation_memory(spec: Spec | Node, batch: int = 1, dtype: str = "fp32",
     root = spec.analyse() if isinstance(spec, Spec) else spec
     itemsize = dtype_size(dtype)[1]
     expanded = {} if _expanded is None else _expanded
-    infer, train = _Run(False, batch, itemsize, expanded), _Run(True, batch, itemsize, expanded)
+    infer, train = MemoryReplay(False, batch, itemsize, expanded), MemoryReplay(True, batch, itemsize, expanded)
     infer.network(root)
     train.network(root)
     return ActivationMemory(infer.peak, infer.peak_at, train.saved, train.peak)
@@ -372,17 +286,9 @@ def activation_memory(spec: Spec | Node, batch: int = 1, dtype: str = "fp32",
 def buffer_counts(root: Node, _expanded: dict[int, Block] | None = None) -> tuple[int, int]:
     """(float elements, int64 elements) of the compiled module's buffers: batch-norm running mean and
     variance, and each batch norm's `num_batches_tracked`."""
-    floats = ints = 0
-    runner = _Run(False, 1, 1, _expanded)
-    for node in root.walk():
-        if node.children:
-            continue
-        block = runner.concrete(node)
-        if block.type == "conv" and getattr(block, "norm", "none") == "batch":
-            floats, ints = floats + 2 * node.out_shape[0], ints + 1
-        elif block.type == "batchnorm":
-            floats, ints = floats + 2 * node.in_shape[0], ints + 1
-    return floats, ints
+    runner = MemoryReplay(False, 1, 1, _expanded)
+    counts = [runner.concrete(node).buffers(node) for node in root.walk() if not node.children]
+    return sum(f for f, _ in counts), sum(i for _, i in counts)
 
 
 # --- summary -----------------------------------------------------------------------------------------

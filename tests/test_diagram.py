@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 import archspec
-from archspec.blocks.base import Node, fmt_shape
-from archspec.diagram import DETAILS, diagram, render
+from archspec.blocks import BLOCK_CLASSES, AuxHead
+from archspec.blocks.base import Group, Node, fmt_shape
+from archspec.diagram import COLOURS, DETAILS, PLAIN, diagram, render
 from conftest import ALL_SPECS, ROOT, SPECS
 from test_cli import NO_TORCH
 
@@ -107,6 +108,17 @@ def test_se_and_projection_are_marked() -> None:
     assert "squeeze-excitation" in layer.kinds
     block = diagram(archspec.load(SPECS / "se_resnet50.yaml"), "block").source
     assert "SE gate inside" in block and "projection" in block
+
+
+def test_every_block_kind_has_a_colour_and_a_legend_entry() -> None:
+    for cls in [*BLOCK_CLASSES, AuxHead, Group]:
+        assert cls.kind == "other" or cls.kind in COLOURS, f"{cls.__name__}.kind = {cls.kind!r} has no colour"
+    drawing = diagram(archspec.load(SPECS / "efficientnet_b0.yaml"), "layer")
+    assert {"convolution", "squeeze-excitation", "pooling", "fully connected"} <= drawing.kinds
+    legend = drawing.source[drawing.source.index("legend"):]
+    for kind in ("convolution", "squeeze-excitation"):
+        assert f'bgcolor="{COLOURS[kind]}" border="1">{kind}<' in legend
+    assert f'fillcolor="{COLOURS["convolution"]}"' in drawing.source and PLAIN != COLOURS["convolution"]
 
 
 def test_formats_and_rankdir(tmp_path: Path) -> None:

@@ -1,12 +1,15 @@
 """Activations as layers of their own: `{type: relu}` (or just `relu` in a layer list)."""
 from __future__ import annotations
 
+from math import prod
 from typing import TYPE_CHECKING, Literal
 
-from .base import Block, Shape
+from .base import Block, Node, Shape
 
 if TYPE_CHECKING:
     from torch import nn
+
+    from ..summary import MemoryReplay, Tensor
 
 
 class ActivationLayer(Block):
@@ -14,6 +17,9 @@ class ActivationLayer(Block):
 
     def infer(self, x: Shape, path: str) -> tuple[Shape, int, int]:
         return x, 0, 0
+
+    def replay(self, run: "MemoryReplay", node: Node, x: "Tensor") -> "Tensor":
+        return run.activation(self.type, run.ref(x), prod(node.out_shape), inplace=False)
 
     def build(self, node) -> "nn.Module":
         from ..nn import activation

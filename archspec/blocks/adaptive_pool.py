@@ -3,13 +3,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from .base import Block, Pair, Shape, pair
+from .base import Block, Node, Pair, Shape, pair
 
 if TYPE_CHECKING:
     from torch import nn
 
+    from ..summary import MemoryReplay, Tensor
+
 
 class AdaptivePool(Block):
+    kind = "pooling"
     type: Literal["adaptive_pool"]
     op: Literal["max", "avg"] = "avg"
     output: Pair
@@ -21,6 +24,10 @@ class AdaptivePool(Block):
     def hyper(self) -> str:
         oh, ow = pair(self.output)
         return f"{self.op} -> {oh}x{ow}"
+
+    def replay(self, run: "MemoryReplay", node: Node, x: "Tensor") -> "Tensor":
+        # an average to 1x1 is a mean, whose backward needs only the input's shape
+        return run.pool(x, node.out_shape, self.op, reads_input=pair(self.output) != (1, 1))
 
     def build(self, node) -> "nn.Module":
         from torch import nn

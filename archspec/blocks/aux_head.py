@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 
 class AuxHead(Block):
+    kind = "stage / group"
     type: Literal["aux_head"] = "aux_head"
     name: Name
     tap: Name

@@ -8,7 +8,8 @@ from __future__ import annotations
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any, Iterator, Literal, NoReturn, Sequence
+from math import prod
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Iterator, Literal, NoReturn, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
@@ -17,6 +18,8 @@ from ..source import LocDict
 
 if TYPE_CHECKING:
     from torch import nn
+
+    from ..summary import MemoryReplay, Tensor
 
 Shape = tuple[int, ...]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", max_length=64)]
@@ -103,6 +106,8 @@ class Block(BaseModel):
     type: str
     name: Name | None = None
     _loc: Loc | None = PrivateAttr(default=None)
+    # The diagram colours a block by its kind and lists the kinds in its legend ("other": plain white).
+    kind: ClassVar[str] = "other"
 
     @model_validator(mode="wrap")
     @classmethod
@@ -128,6 +133,23 @@ class Block(BaseModel):
     def hyper(self) -> str:
         """Key hyper-parameters, one short line, for summaries and diagrams."""
         return ""
+
+    # -- memory (summary.py's symbolic run of the compiled module) -------------------------------
+    def replay(self, run: "MemoryReplay", node: Node, x: "Tensor") -> "Tensor":
+        """What this leaf's module allocates, frees and hands to autograd, on input `x` (borrowed);
+        returns a new reference to its output. The default: a new output, its input kept for backward."""
+        y = run.new(prod(node.out_shape))
+        run.keep(x)
+        return y
+
+    def fresh_output(self, node: Node) -> bool:
+        """Whether this leaf's module returns a new tensor that its own backward does not read, so that
+        nn.Residual may add the shortcut into it in place (nn.py's `_fresh_output`)."""
+        return False
+
+    def buffers(self, node: Node) -> tuple[int, int]:
+        """(float elements, int64 elements) of this leaf module's buffers (batch-norm running statistics)."""
+        return 0, 0
 
     def extra_scaled_fields(self) -> dict[str, str]:
         """Fields that scale in this instance beyond those typed Channels / Repeats: {field: 'width' | 'depth'}."""
@@ -180,6 +202,7 @@ class Group(Block):
     """The analysis node of a named path inside a block (an inception branch, a shortcut path).
     Not a spec block type: it is not in the registry."""
 
+    kind = "stage / group"
     type: str
 
     def build(self, node: Node) -> "nn.Module":

@@ -10,6 +10,7 @@ from .residual import Residual
 
 
 class Basic(MacroBlock):
+    kind = "residual block"
     type: Literal["basic"]
     out: Channels
     stride: PosInt = 1

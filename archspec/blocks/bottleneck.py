@@ -16,6 +16,7 @@ from .se import SE
 
 
 class Bottleneck(MacroBlock):
+    kind = "residual block"
     type: Literal["bottleneck"]
     planes: Channels
     expansion: PosInt = 4

@@ -1,16 +1,21 @@
 """conv: a 2-D convolution with optional batch norm and activation (conv -> norm -> act)."""
 from __future__ import annotations
 
+from math import prod
 from typing import TYPE_CHECKING, Literal
 
 from ..scaling import Channels
-from .base import Activation, Block, BnEps, BnMomentum, InitStd, NonNegPair, Norm, Pair, PosInt, Shape, pair, window_out
+from .base import (Activation, Block, BnEps, BnMomentum, InitStd, Node, NonNegPair, Norm, Pair, PosInt, Shape, pair,
+                   window_out)
 
 if TYPE_CHECKING:
     from torch import nn
 
+    from ..summary import MemoryReplay, Tensor
+
 
 class Conv(Block):
+    kind = "convolution"
     type: Literal["conv"]
     out: Channels
     kernel: Pair
@@ -63,6 +68,22 @@ class Conv(Block):
         if self.groups > 1:
             parts.append(f"g{self.groups}")
         return " ".join(parts)
+
+    def replay(self, run: "MemoryReplay", node: Node, x: "Tensor") -> "Tensor":
+        n = prod(node.out_shape)
+        y = run.new(n)
+        run.keep(x)
+        if self.norm == "batch":
+            z = run.batchnorm(y, n, self.out)
+            run.drop(y)
+            y = z
+        return run.activation(self.activation, y, n, inplace=True)
+
+    def fresh_output(self, node: Node) -> bool:
+        return self.activation == "none"
+
+    def buffers(self, node: Node) -> tuple[int, int]:
+        return (2 * self.out, 1) if self.norm == "batch" else (0, 0)
 
     def build(self, node) -> "nn.Module":
         from torch import nn

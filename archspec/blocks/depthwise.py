@@ -11,6 +11,7 @@ from .sequence import Sequence
 
 
 class Depthwise(MacroBlock):
+    kind = "convolution"
     type: Literal["depthwise"]
     out: Channels
     kernel: PosInt = 3

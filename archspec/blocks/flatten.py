@@ -4,10 +4,12 @@ from __future__ import annotations
 from math import prod
 from typing import TYPE_CHECKING, Literal
 
-from .base import Block, Shape
+from .base import Block, Node, Shape
 
 if TYPE_CHECKING:
     from torch import nn
+
+    from ..summary import MemoryReplay, Tensor
 
 
 class Flatten(Block):
@@ -15,6 +17,9 @@ class Flatten(Block):
 
     def infer(self, x: Shape, path: str) -> tuple[Shape, int, int]:
         return (prod(x),), 0, 0
+
+    def replay(self, run: "MemoryReplay", node: Node, x: "Tensor") -> "Tensor":
+        return run.ref(x)  # a view
 
     def build(self, node) -> "nn.Module":
         from torch import nn

@@ -3,13 +3,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from .base import Block, Shape
+from .base import Block, Node, Shape
 
 if TYPE_CHECKING:
     from torch import nn
 
+    from ..summary import MemoryReplay, Tensor
+
 
 class GlobalPool(Block):
+    kind = "pooling"
     type: Literal["global_pool"]
     op: Literal["max", "avg"] = "avg"
     flatten: bool = False
@@ -20,6 +23,10 @@ class GlobalPool(Block):
 
     def hyper(self) -> str:
         return self.op
+
+    def replay(self, run: "MemoryReplay", node: Node, x: "Tensor") -> "Tensor":
+        # a mean (or max) to 1x1; the flatten after it is a view
+        return run.pool(x, (node.in_shape[0], 1, 1), self.op, reads_input=False)
 
     def build(self, node) -> "nn.Module":
         from torch import nn

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 
 class Inception(Block):
+    kind = "inception"
     type: Literal["inception"]
     branches: Annotated[dict[Name, BlockList], Field(min_length=1)]
 

@@ -16,6 +16,7 @@ from .pool import Pool
 
 
 class InceptionV1(MacroBlock):
+    kind = "inception"
     type: Literal["inception_v1"]
     c1x1: Channels
     c3x3_reduce: Channels

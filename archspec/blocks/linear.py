@@ -10,6 +10,7 @@ if TYPE_CHECKING:
 
 
 class Linear(Block):
+    kind = "fully connected"
     type: Literal["linear"]
     out: PosInt
     bias: bool = True

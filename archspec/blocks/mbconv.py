@@ -20,6 +20,7 @@ from .sequence import Sequence
 
 
 class MBConv(MacroBlock):
+    kind = "residual block"
     type: Literal["mbconv"]
     out: Channels
     expand_ratio: Annotated[float, Field(ge=1, le=64)] = 6.0

@@ -3,13 +3,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from .base import Block, NonNegPair, Pair, Shape, pair, window_out
+from .base import Block, Node, NonNegPair, Pair, Shape, pair, window_out
 
 if TYPE_CHECKING:
     from torch import nn
 
+    from ..summary import MemoryReplay, Tensor
+
 
 class Pool(Block):
+    kind = "pooling"
     type: Literal["pool"]
     op: Literal["max", "avg"] = "max"
     kernel: Pair
@@ -32,6 +35,9 @@ class Pool(Block):
     def hyper(self) -> str:
         k, s = pair(self.kernel), pair(self.stride or self.kernel)
         return f"{self.op} {k[0]}x{k[1]}/{s[0]}" + (" ceil" if self.ceil_mode else "")
+
+    def replay(self, run: "MemoryReplay", node: Node, x: "Tensor") -> "Tensor":
+        return run.pool(x, node.out_shape, self.op, reads_input=True)
 
     def build(self, node) -> "nn.Module":
         from torch import nn

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 
 class Residual(Block):
+    kind = "residual block"
     type: Literal["residual"]
     body: BlockList
     shortcut: Literal["auto", "identity", "projection"] | BlockList = "auto"

@@ -13,13 +13,16 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import Field
 
 from ..scaling import Channels, make_divisible
-from .base import Activation, Block, Shape
+from .base import Activation, Block, Node, Shape
 
 if TYPE_CHECKING:
     from torch import nn
 
+    from ..summary import MemoryReplay, Tensor
+
 
 class SE(Block):
+    kind = "squeeze-excitation"
     type: Literal["se"] = "se"
     squeeze: Channels | None = None
     ratio: Annotated[float, Field(gt=0, le=1)] = 0.25
@@ -44,6 +47,27 @@ class SE(Block):
 
     def hyper(self) -> str:
         return f"squeeze {self.squeeze}" if self.squeeze else f"ratio {self.ratio:g}"
+
+    def replay(self, run: "MemoryReplay", node: Node, x: "Tensor") -> "Tensor":
+        # x * gate(fc2(act(fc1(avgpool(x)))))
+        c = node.in_shape[0]
+        s = self.squeeze_width(c)
+        pooled = run.new(c)
+        squeezed = run.new(s)
+        run.keep(pooled)
+        run.drop(pooled)
+        squeezed = run.activation(self.activation, squeezed, s, inplace=True)
+        expanded = run.new(c)
+        run.keep(squeezed)
+        run.drop(squeezed)
+        gate = run.activation(self.gate, expanded, c, inplace=False)
+        y = run.new(math.prod(node.out_shape))
+        run.keep(x, gate)
+        run.drop(gate)
+        return y
+
+    def fresh_output(self, node: Node) -> bool:
+        return True
 
     def build(self, node) -> "nn.Module":
         from ..nn import SqueezeExcite

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
 
 class Sequence(Block):
+    kind = "stage / group"
     type: Literal["sequence"]
     layers: BlockList
 

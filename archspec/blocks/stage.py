@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
 
 class Stage(Block):
+    kind = "stage / group"
     type: Literal["stage"]
     repeat: Repeats = 1
     block: OneBlock

@@ -19,7 +19,8 @@ from .deploy_cli import EXPORT_HELP, PREDICT_HELP, add_export_arguments, add_pre
 from .errors import SpecError
 from .files import write_atomic
 from .spec import load
-from .summary import DTYPES, human
+from .summary import DTYPES
+from .units import human
 from .perf_cli import add_bench_arguments, add_train_arguments, cmd_bench, cmd_train
 
 EXIT_SPEC_ERROR = 2

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 from .cli_args import load_spec, positive_int
 from .errors import one_line
 from .spec import Spec
+from .units import human_bytes
 
 if TYPE_CHECKING:
     from torch import nn
@@ -195,9 +196,8 @@ def cmd_export(args: argparse.Namespace) -> int:
                     protect=protect)
     size = sum(f.stat().st_size for f in result.files)
     shape = ", ".join(["batch", *map(str, spec.input.shape)])
-    amount = f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.1f} kB"
     extra = "".join(f", with {f}" for f in result.files[1:])
-    print(f"wrote {result.path} ({amount}{extra})")
+    print(f"wrote {result.path} ({human_bytes(size)}{extra})")
     print(f"  {spec.name}, eval mode: input ({shape}) -> ({', '.join(['batch', *map(str, spec.output_shape)])})")
     if result.max_abs_diff is not None:
         runner = {"onnx": "onnxruntime", "pt2": "the loaded program", "python": "the generated module"}[args.format]

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .blocks.base import MacroBlock, Node, fmt_shape
 from .spec import Spec
+from .units import compact
 
 if TYPE_CHECKING:
     import graphviz
@@ -40,13 +41,6 @@ COLOURS: dict[str, str] = {
     "stage / group": "#eeeeee",
 }
 PLAIN = "#ffffff"  # kind "other": activations, dropout, flatten
-
-
-def human(n: int) -> str:
-    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if n >= scale:
-            return f"{n / scale:.3g}{suffix}"
-    return str(n)
 
 
 @dataclass
@@ -92,7 +86,7 @@ class _Drawer:
 
     def _title(self, root: Node) -> str:
         spec = self.spec
-        aux = f" (+{human(spec.aux_params)} in training-only heads)" if spec.aux_params else ""
+        aux = f" (+{compact(spec.aux_params)} in training-only heads)" if spec.aux_params else ""
         return (f"{spec.name}: input {fmt_shape(root.in_shape)}, {root.params:,} parameters{aux}, "
                 f"{root.macs / 1e9:.3f} GMACs ({self.detail} detail)")
 
@@ -120,7 +114,7 @@ class _Drawer:
         lines = [title] + ([html.escape(hyper)] if hyper else [])
         params = n.params * count
         if params:
-            lines.append(f"{human(params)} params")
+            lines.append(f"{compact(params)} params")
         if note:
             lines.append(f"<i>{html.escape(note)}</i>")
         return self.node(g, n.path, "<" + "<br/>".join(lines) + ">", n.block.kind)

@@ -28,6 +28,7 @@ from typing import Any
 
 from .errors import SpecError
 from .source import loc_of
+from .units import human_bytes
 
 DEFAULT_FRACTION = 0.5
 
@@ -53,23 +54,11 @@ class MemoryEstimate:
         return self.limit_bytes is None or self.total_bytes <= self.limit_bytes
 
     def describe(self) -> str:
-        text = (f"about {format_bytes(self.total_bytes)} ({self.params:,} parameters x {self.dtype_bytes} bytes = "
-                f"{format_bytes(self.param_bytes)}, activations {format_bytes(self.activation_bytes)} at batch {self.batch})")
+        text = (f"about {human_bytes(self.total_bytes)} ({self.params:,} parameters x {self.dtype_bytes} bytes = "
+                f"{human_bytes(self.param_bytes)}, activations {human_bytes(self.activation_bytes)} at batch {self.batch})")
         if self.limit_bytes is not None:
-            text += f"; limit {format_bytes(self.limit_bytes)} ({self.limit_source})"
+            text += f"; limit {human_bytes(self.limit_bytes)} ({self.limit_source})"
         return text
-
-
-def format_bytes(n: int) -> str:
-    """1536 -> '1.5 KiB' (exact integer steps, so astronomically large counts print too)."""
-    for power, unit in ((5, "PiB"), (4, "TiB"), (3, "GiB"), (2, "MiB"), (1, "KiB")):
-        scale = 1024 ** power
-        if n >= scale:
-            whole = n // scale
-            if whole >= 10 ** 6:
-                return f"{whole:.3e} {unit}"
-            return f"{n * 10 // scale / 10:.1f} {unit}"
-    return f"{n} bytes"
 
 
 def _leaf_elements(node: Any) -> int:
@@ -134,12 +123,12 @@ def check_memory(spec: Any, limit_bytes: int | None = None, device: Any = "cpu",
     elif kind == "meta":
         return estimate
     elif device_memory is not None:
-        limit, source = int(device_memory * fraction), f"{fraction:.0%} of {format_bytes(device_memory)} {kind} memory"
+        limit, source = int(device_memory * fraction), f"{fraction:.0%} of {human_bytes(device_memory)} {kind} memory"
     elif kind == "cpu":
         available = available_memory()
         if available is None:
             return estimate
-        limit, source = int(available * fraction), f"{fraction:.0%} of {format_bytes(available)} available RAM"
+        limit, source = int(available * fraction), f"{fraction:.0%} of {human_bytes(available)} available RAM"
     else:
         return estimate
     estimate = dataclasses.replace(estimate, limit_bytes=limit, limit_source=source)
@@ -157,6 +146,6 @@ def _too_large(spec: Any, estimate: MemoryEstimate) -> SpecError:
 
     largest = max(root.children, key=need)
     loc = largest.block._loc or loc_of(spec._source, None)
-    message = (f"the network needs {estimate.describe()}; this layer alone needs {format_bytes(need(largest))}. "
+    message = (f"the network needs {estimate.describe()}; this layer alone needs {human_bytes(need(largest))}. "
                "Reduce it, or pass --allow-large (allow_large=True) to build anyway")
     return SpecError(message, loc, largest.path, largest.type)

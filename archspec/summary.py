@@ -45,6 +45,7 @@ from typing import Any, Sequence
 
 from .blocks.base import Block, MacroBlock, Node, Shape, fmt_shape
 from .spec import Spec, load
+from .units import human, human_bytes
 
 # Element sizes by dtype name (the CLI's --dtype and a few aliases, torch's names included).
 _DTYPES = {"fp32": ("fp32", 4), "float32": ("fp32", 4), "float": ("fp32", 4),
@@ -60,22 +61,6 @@ def dtype_size(dtype: str) -> tuple[str, int]:
     if key not in _DTYPES:
         raise ValueError(f"unknown dtype '{dtype}'; use one of {', '.join(DTYPES)}")
     return _DTYPES[key]
-
-
-def human(n: int | float, unit: str = "") -> str:
-    """1,234,567 -> '1.235 M' (decimal prefixes, as parameter and MAC counts are quoted)."""
-    for scale, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(n) >= scale:
-            return f"{n / scale:.3f} {suffix}{unit}"
-    return f"{n:g} {unit}".rstrip()
-
-
-def human_bytes(n: int | float) -> str:
-    """Binary prefixes: 1536 -> '1.5 KiB'."""
-    for scale, suffix in ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
-        if abs(n) >= scale:
-            return f"{n / scale:.1f} {suffix}"
-    return f"{int(n)} B"
 
 
 def _numel(shape: Shape) -> int:
@@ -739,4 +724,4 @@ def diff(a: Spec | Summary | str | Path, b: Spec | Summary | str | Path, depth: 
 
 
 __all__ = ["ActivationMemory", "DTYPES", "Diff", "DiffRow", "Row", "Summary", "activation_memory", "diff",
-           "dtype_size", "human", "human_bytes", "summary"]
+           "dtype_size", "summary"]

@@ -16,7 +16,8 @@ from archspec import SpecError
 from archspec.blocks.base import MAX_BLOCKS
 from archspec.cli import main
 from archspec.fuzz import check_error, error_class, fuzz
-from archspec.guard import MemoryEstimate, available_memory, check_memory, estimate_memory, format_bytes
+from archspec.guard import MemoryEstimate, available_memory, check_memory, estimate_memory
+from archspec.units import human_bytes
 from archspec.source import MAX_DEPTH, MAX_EXTENDS_DEPTH, MAX_FILE_BYTES
 from conftest import ALL_SPECS, ROOT
 
@@ -369,7 +370,7 @@ def test_guard_refuses_over_the_limit_with_the_estimate_in_the_message() -> None
     with pytest.raises(SpecError) as info:
         check_memory(spec, limit_bytes=100 * 2 ** 20)
     message = str(info.value)
-    assert "138,357,544 parameters x 4 bytes = 527.7 MiB" in message and "limit 100.0 MiB" in message
+    assert "138,357,544 parameters x 4 bytes = 527.8 MiB" in message and "limit 100.0 MiB" in message
     assert "--allow-large" in message
     # Located at the layer that needs the most (fc6, declared in the family base vgg11.yaml).
     assert message.startswith(f"{ROOT / 'specs/vgg11.yaml'}:") and info.value.path == "fc6"
@@ -412,9 +413,11 @@ def test_guard_is_pure_python_and_fast() -> None:
     assert "the network needs about" in out["message"]
 
 
-def test_format_bytes() -> None:
-    assert format_bytes(512) == "512 bytes"
-    assert format_bytes(1536) == "1.5 KiB"
-    assert format_bytes(3 * 2 ** 30) == "3.0 GiB"
-    assert format_bytes(10 ** 40).endswith("PiB")
+def test_human_bytes() -> None:
+    assert human_bytes(512) == "512 B"
+    assert human_bytes(1536) == "1.5 KiB"
+    assert human_bytes(3 * 2 ** 30) == "3.0 GiB"
+    assert human_bytes(2 ** 20 - 1) == "1.0 MiB" and human_bytes(int(2.96 * 2 ** 20)) == "3.0 MiB"  # rounded
+    assert human_bytes(-1536) == "-1.5 KiB"  # a diff's change
+    assert human_bytes(10 ** 40) == "8.882e+24 PiB" and human_bytes(10 ** 400) == "8.882e+384 PiB"
     assert MemoryEstimate(1, 4, 4, 1, 4).fits

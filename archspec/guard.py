@@ -7,10 +7,11 @@ Pure Python (torch is never imported): the estimate comes from the spec's analys
     estimate = check_memory(spec, device="cuda", device_memory=torch.cuda.mem_get_info()[0])
     estimate = check_memory(spec, allow_large=True)                 # never raises; see estimate.fits
 
-The estimate is parameters x `dtype_bytes` plus activations: the input and the output of every leaf
-block (conv, pool, linear, ...) x `batch` x `dtype_bytes`, which is about what a training step keeps for
-the backward pass, so a safe upper bound for one inference pass. BatchNorm running statistics and
-temporary buffers are not counted.
+The estimate is what `build` allocates for the model and its one inference pass: parameters and buffers
+(batch-norm running statistics) x `dtype_bytes`, plus the peak of the activations of an eval forward pass
+at `batch` images, input and output included: the summary's figures (`archspec summary`; summary.py's
+`MemoryReplay` defines them, and tests check them against what torch allocates). Allocator rounding,
+caches and convolution workspaces are not counted, hence the margin of the default limit.
 
 The default limit is `DEFAULT_FRACTION` (half) of the memory available: on the CPU, MemAvailable from
 /proc/meminfo (or os.sysconf), lowered to a cgroup's memory limit where one applies; on another device,
@@ -22,7 +23,6 @@ from __future__ import annotations
 import os
 import dataclasses
 from dataclasses import dataclass
-from math import prod
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,9 @@ class MemoryEstimate:
 
     params: int
     param_bytes: int
-    activation_bytes: int  # input + every leaf block's output, x batch x dtype_bytes
+    buffer_bytes: int
+    activation_bytes: int  # the peak of live activations in an eval forward pass at `batch`
+    peak_at: str  # the block running at that peak
     batch: int
     dtype_bytes: int
     limit_bytes: int | None = None  # None: no limit applies (meta, or an unknown device memory)
@@ -47,30 +49,35 @@ class MemoryEstimate:
 
     @property
     def total_bytes(self) -> int:
-        return self.param_bytes + self.activation_bytes
+        return self.param_bytes + self.buffer_bytes + self.activation_bytes
 
     @property
     def fits(self) -> bool:
         return self.limit_bytes is None or self.total_bytes <= self.limit_bytes
 
     def describe(self) -> str:
-        text = (f"about {human_bytes(self.total_bytes)} ({self.params:,} parameters x {self.dtype_bytes} bytes = "
-                f"{human_bytes(self.param_bytes)}, activations {human_bytes(self.activation_bytes)} at batch {self.batch})")
+        parts = [f"{self.params:,} parameters x {self.dtype_bytes} bytes = {human_bytes(self.param_bytes)}"]
+        if self.buffer_bytes:
+            parts.append(f"buffers {human_bytes(self.buffer_bytes)}")
+        parts.append(f"activations at their peak {human_bytes(self.activation_bytes)} at batch {self.batch}"
+                     + (f", in {self.peak_at}" if self.peak_at else ""))
+        text = f"about {human_bytes(self.total_bytes)} ({', '.join(parts)})"
         if self.limit_bytes is not None:
             text += f"; limit {human_bytes(self.limit_bytes)} ({self.limit_source})"
         return text
 
 
-def _leaf_elements(node: Any) -> int:
-    """Elements of every layer output under `node` (one image): the activations its layers write."""
-    return sum(prod(n.out_shape) for n in node.walk() if not n.children)
-
-
 def estimate_memory(spec: Any, batch: int = 1, dtype_bytes: int = 4) -> MemoryEstimate:
-    """Parameter and activation memory of `spec` (an archspec.Spec) from its analysis alone."""
+    """Parameter, buffer and activation memory of `spec` (an archspec.Spec) from its analysis alone."""
+    from .summary import INDEX_BYTES, MemoryReplay, buffer_counts
+
     root = spec.analyse()
-    activations = prod(root.in_shape) + _leaf_elements(root)
-    return MemoryEstimate(root.params, root.params * dtype_bytes, activations * batch * dtype_bytes, batch, dtype_bytes)
+    expanded: dict[int, Any] = {}
+    forward = MemoryReplay(False, batch, dtype_bytes, expanded)
+    forward.network(root)
+    floats, ints = buffer_counts(root, expanded)
+    return MemoryEstimate(root.params, root.params * dtype_bytes, floats * dtype_bytes + ints * INDEX_BYTES,
+                          forward.peak, forward.peak_at, batch, dtype_bytes)
 
 
 def available_memory() -> int | None:
@@ -138,14 +145,18 @@ def check_memory(spec: Any, limit_bytes: int | None = None, device: Any = "cpu",
 
 
 def _too_large(spec: Any, estimate: MemoryEstimate) -> SpecError:
-    """The error names the top-level layer that needs the most memory: the place to edit first."""
-    root = spec.analyse()
-
-    def need(node: Any) -> int:
-        return (node.params + _leaf_elements(node) * estimate.batch) * estimate.dtype_bytes
-
-    largest = max(root.children, key=need)
-    loc = largest.block._loc or loc_of(spec._source, None)
-    message = (f"the network needs {estimate.describe()}; this layer alone needs {human_bytes(need(largest))}. "
+    """The error names the place to edit first: the top-level layer holding the most parameters when
+    parameters are most of the need, else the one where the activations peak."""
+    layers = spec.analyse().children
+    heaviest = max(layers, key=lambda node: node.params)
+    if heaviest.params * estimate.dtype_bytes >= estimate.activation_bytes or not estimate.peak_at:
+        layer = heaviest
+        why = f"this layer's parameters alone take {human_bytes(heaviest.params * estimate.dtype_bytes)}"
+    else:
+        top = estimate.peak_at.split(".")[0]
+        layer = next((node for node in layers if node.path == top), heaviest)
+        why = "the activations peak in this layer"
+    loc = layer.block._loc or loc_of(spec._source, None)
+    message = (f"the network needs {estimate.describe()}; {why}. "
                "Reduce it, or pass --allow-large (allow_large=True) to build anyway")
-    return SpecError(message, loc, largest.path, largest.type)
+    return SpecError(message, loc, layer.path, layer.type)

@@ -52,7 +52,7 @@ _DTYPES = {"fp32": ("fp32", 4), "float32": ("fp32", 4), "float": ("fp32", 4),
            "bf16": ("bf16", 2), "bfloat16": ("bf16", 2),
            "fp16": ("fp16", 2), "float16": ("fp16", 2), "half": ("fp16", 2)}
 DTYPES = ("fp32", "bf16", "fp16")
-_INDEX, _STAT = 8, 4  # int64 pooling indices; batch-norm statistics stay fp32 in bf16/fp16 models
+INDEX_BYTES, _STAT = 8, 4  # int64 (pooling indices, num_batches_tracked); batch-norm statistics stay fp32 in bf16/fp16 models
 
 
 def dtype_size(dtype: str) -> tuple[str, int]:
@@ -236,7 +236,7 @@ class MemoryReplay:
         """A max or average pool to `pooled`; `reads_input`: an average pool's backward reads its input."""
         y = self.new(_numel(pooled))
         if op == "max":  # max_pool2d_with_indices: int64 indices, kept for backward
-            indices = self.new(_numel(pooled), _INDEX)
+            indices = self.new(_numel(pooled), INDEX_BYTES)
             self.keep(x, indices)
             self.drop(indices)
         elif reads_input:
@@ -472,7 +472,7 @@ def summary(spec: Spec | str | Path, depth: int = 1, batch: int = 1, dtype: str 
         name=spec.name, depth=depth, batch=batch, dtype=name, input_shape=root.in_shape, output_shape=root.out_shape,
         rows=tuple(rows(root, depth)), params=root.params, aux_params=spec.aux_params, macs=root.macs,
         aux_macs=spec.aux_macs, buffers=floats + ints, param_bytes=root.params * itemsize,
-        buffer_bytes=floats * itemsize + ints * _INDEX, input_bytes=batch * _numel(root.in_shape) * itemsize,
+        buffer_bytes=floats * itemsize + ints * INDEX_BYTES, input_bytes=batch * _numel(root.in_shape) * itemsize,
         output_bytes=batch * _numel(root.out_shape) * itemsize, forward_bytes=memory.forward_peak,
         forward_peak_at=memory.forward_peak_at, training_bytes=memory.training)
 

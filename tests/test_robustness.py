@@ -356,13 +356,20 @@ def test_hostile_specs_exit_2_from_the_cli_with_one_line(tmp_path: Path, capsys:
 TINY = HEAD.replace("size: 32", "size: 8") + "layers:\n  - {name: c1, type: conv, out: 8, kernel: 3}\n  - {name: pool, type: global_pool, flatten: true}\n  - {name: fc, type: linear, out: 10}\n"
 
 
-def test_estimate_is_parameters_and_leaf_activations() -> None:
+def test_estimate_is_parameters_buffers_and_the_forward_peak() -> None:
     spec = archspec.loads(TINY)
     estimate = estimate_memory(spec)
     assert estimate.params == spec.params == (8 * 3 * 9 + 8) + (8 * 10 + 10)
-    assert estimate.param_bytes == 4 * spec.params
-    assert estimate.activation_bytes == 4 * (3 * 64 + 8 * 64 + 8 + 10)  # input, conv, pool, linear outputs
-    assert estimate_memory(spec, batch=16, dtype_bytes=2).activation_bytes == 16 * 2 * (3 * 64 + 8 * 64 + 8 + 10)
+    assert estimate.param_bytes == 4 * spec.params and estimate.buffer_bytes == 0
+    # The peak: the pool's output is written while the input and the conv's output are still live.
+    assert estimate.activation_bytes == 4 * (3 * 64 + 8 * 64 + 8) and estimate.peak_at == "pool"
+    assert estimate_memory(spec, batch=16, dtype_bytes=2).activation_bytes == 16 * 2 * (3 * 64 + 8 * 64 + 8)
+    # The same figures as the summary's (which tests/test_summary.py checks against torch's allocations).
+    for name in ("resnet50", "efficientnet_b0", "googlenet"):
+        full = archspec.summary(ROOT / f"specs/{name}.yaml", depth=0, batch=8, dtype="bf16")
+        estimate = estimate_memory(archspec.load(ROOT / f"specs/{name}.yaml"), batch=8, dtype_bytes=2)
+        assert (estimate.param_bytes, estimate.buffer_bytes, estimate.activation_bytes, estimate.peak_at) == (
+            full.param_bytes, full.buffer_bytes, full.forward_bytes, full.forward_peak_at)
 
 
 def test_guard_refuses_over_the_limit_with_the_estimate_in_the_message() -> None:
@@ -371,8 +378,8 @@ def test_guard_refuses_over_the_limit_with_the_estimate_in_the_message() -> None
         check_memory(spec, limit_bytes=100 * 2 ** 20)
     message = str(info.value)
     assert "138,357,544 parameters x 4 bytes = 527.8 MiB" in message and "limit 100.0 MiB" in message
-    assert "--allow-large" in message
-    # Located at the layer that needs the most (fc6, declared in the family base vgg11.yaml).
+    assert "--allow-large" in message and "this layer's parameters alone take 392.0 MiB" in message
+    # Parameters dominate: located at the layer holding the most (fc6, declared in the family base vgg11.yaml).
     assert message.startswith(f"{ROOT / 'specs/vgg11.yaml'}:") and info.value.path == "fc6"
     estimate = check_memory(spec, limit_bytes=100 * 2 ** 20, allow_large=True)
     assert not estimate.fits and estimate.limit_bytes == 100 * 2 ** 20
@@ -387,8 +394,10 @@ def test_guard_limits_by_device() -> None:
         check_memory(big)  # default: half the available RAM
     assert check_memory(big, device="meta").limit_bytes is None  # nothing is allocated on meta
     assert check_memory(big, device="cuda").limit_bytes is None  # no GPU figure given: no limit
-    with pytest.raises(SpecError, match="50% of 80.0 GiB cuda memory"):
+    with pytest.raises(SpecError, match="50% of 80.0 GiB cuda memory") as info:
         check_memory(big, device="cuda:0", device_memory=80 * 2 ** 30)
+    # Activations dominate: located at the layer where they peak (the first stage, at full resolution).
+    assert info.value.path == "layer1" and "the activations peak in this layer" in str(info.value)
     assert check_memory(spec, device="cuda", device_memory=2 ** 30, fraction=0.9).limit_bytes == int(0.9 * 2 ** 30)
     assert check_memory(spec).fits and (available_memory() or 1) > 0
 
@@ -420,4 +429,4 @@ def test_human_bytes() -> None:
     assert human_bytes(2 ** 20 - 1) == "1.0 MiB" and human_bytes(int(2.96 * 2 ** 20)) == "3.0 MiB"  # rounded
     assert human_bytes(-1536) == "-1.5 KiB"  # a diff's change
     assert human_bytes(10 ** 40) == "8.882e+24 PiB" and human_bytes(10 ** 400) == "8.882e+384 PiB"
-    assert MemoryEstimate(1, 4, 4, 1, 4).fits
+    assert MemoryEstimate(params=1, param_bytes=4, buffer_bytes=0, activation_bytes=4, peak_at="", batch=1, dtype_bytes=4).fits

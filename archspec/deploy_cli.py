@@ -13,21 +13,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import re
 import sys
-import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from .cli_args import load_spec, positive_int
 from .errors import one_line
-from .spec import Spec
 from .units import human_bytes
-
-if TYPE_CHECKING:
-    from torch import nn
-
-    from .interop import TransferReport
 
 PREDICT_HELP = "classify images: the spec's preprocessing (and --tta, its test-time augmentation), top-k classes"
 EXPORT_HELP = "write a spec as ONNX, a torch.export program (.pt2) or a standalone PyTorch source file"
@@ -60,35 +52,6 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     parser.add_argument("--no-check", dest="check", action="store_false",
                         help="do not run the written file against the eager model")
     return parser
-
-
-def load_weights_file(model: "nn.Module", path: str, spec: Spec) -> "TransferReport":
-    """Load a weights file structurally; every failure is one line (a ValueError or FileNotFoundError)."""
-    from .interop import read_state_dict, transfer
-
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"no such weights file: {path}")
-    try:
-        with warnings.catch_warnings():  # e.g. torch's note on the pickle protocol: one line is the rule
-            warnings.simplefilter("ignore")
-            state = read_state_dict(path)
-    except ValueError as exc:  # read_state_dict's own: no state_dict in the file
-        raise ValueError(one_line(exc)) from None
-    except Exception as exc:  # torch.load raises pickle, zip, key and runtime errors alike
-        refused = re.search(r"WeightsUnpickler error:\s*(.+)", str(exc))
-        if refused:
-            reason = refused.group(1).strip().split(". ")[0][:160]
-            detail = f"it holds more than tensors, refused by weights_only=True ({reason})"
-        else:
-            detail = f"not a file written by torch.save ({type(exc).__name__}: {one_line(exc)[:160]})"
-        raise ValueError(f"cannot read weights from {path}: {detail}") from None
-    report = transfer(state, model)
-    if not report.ok:
-        first = ([f"missing {k}" for k in report.missing] + [f"unexpected {k}" for k in report.unexpected]
-                 + [f"{ours} is {list(a)} but {theirs} is {list(b)}" for ours, theirs, a, b in report.mismatched])[0]
-        raise ValueError(f"the weights in {path} do not fit {spec.name}: {str(report).splitlines()[0]} "
-                         f"(e.g. {first})")
-    return report
 
 
 def read_labels(path: str, classes: int) -> list[str]:
@@ -135,11 +98,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     from .bench import resolve_device
     from .compiler import compile
+    from .interop import load_weights
     from .tta import preprocess, resize_size, tta_of, with_tta
 
     device = resolve_device(args.device)
     model = compile(spec, device)
-    report = load_weights_file(model, args.weights, spec)
+    report = load_weights(model, args.weights)
     print(f"weights: {str(report).splitlines()[0]} from {args.weights}", file=sys.stderr)
     net = with_tta(model, spec) if args.tta else model
     net.eval()
@@ -182,6 +146,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     from .compiler import compile
     from .export import check_targets, default_output, export
+    from .interop import load_weights
 
     out = Path(args.output) if args.output else default_output(spec, args.format)
     if out.exists() and not args.force and out.resolve() != Path(args.spec).resolve():
@@ -190,7 +155,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     check_targets(args.format, out, bool(args.weights), protect)  # before any work
     model = compile(spec)
     if args.weights:
-        report = load_weights_file(model, args.weights, spec)
+        report = load_weights(model, args.weights)
         print(f"weights: {str(report).splitlines()[0]} from {args.weights}", file=sys.stderr)
     result = export(spec, args.format, out, model=model, write_weights=bool(args.weights), check=args.check,
                     protect=protect)

@@ -10,6 +10,7 @@ as missing, unexpected or mismatched (same roles, other shapes).
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -17,7 +18,18 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
+from .errors import one_line
+
 Group = tuple[str, dict[str, torch.Tensor]]
+
+
+class WeightsError(ValueError):
+    """Weights that cannot be read, or that do not fit the model: a one-line message, and the
+    transfer report (`.report`) where the weights were read."""
+
+    def __init__(self, message: str, report: "TransferReport | None" = None) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 @dataclass
@@ -134,20 +146,39 @@ def _key(prefix: str, role: str) -> str:
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """A state_dict from a `torch.save`d file (plain state_dict or archspec checkpoint), loaded safely."""
-    data: Any = torch.load(path, map_location="cpu", weights_only=True)
+    """A state_dict from a `torch.save`d file (plain state_dict or archspec checkpoint), loaded safely
+    (`weights_only=True`). A missing file is a FileNotFoundError; any other failure a one-line WeightsError."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no such weights file: {path}")
+    try:
+        with warnings.catch_warnings():  # e.g. torch's note on the pickle protocol
+            warnings.simplefilter("ignore")
+            data: Any = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch.load raises pickle, zip, key and runtime errors alike, over many lines
+        refused = re.search(r"WeightsUnpickler error:\s*(.+)", str(exc))
+        if refused:
+            reason = refused.group(1).strip().split(". ")[0][:160]
+            detail = f"it holds more than tensors, refused by weights_only=True ({reason})"
+        else:
+            detail = f"not a file written by torch.save ({type(exc).__name__}: {one_line(exc)[:160]})"
+        raise WeightsError(f"cannot read weights from {path}: {detail}") from None
     if isinstance(data, dict) and "state_dict" in data and isinstance(data["state_dict"], dict):
         data = data["state_dict"]
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
-        raise ValueError(f"{path} holds no state_dict (a mapping of names to tensors)")
+        raise WeightsError(f"cannot read weights from {path}: it holds no state_dict (a mapping of names to tensors)")
     return data
 
 
 def load_weights(model: nn.Module, weights: str | Path | Mapping[str, torch.Tensor] | nn.Module,
                  strict: bool = True) -> TransferReport:
-    """Load weights structurally; with `strict`, anything not transferred is an error."""
+    """Load weights structurally; with `strict`, anything not transferred is a WeightsError (one line;
+    the whole report is its `.report`)."""
     source = read_state_dict(weights) if isinstance(weights, (str, Path)) else weights
     report = transfer(source, model)
     if strict and not report.ok:
-        raise ValueError(f"the weights do not fit this spec:\n{report}")
+        first = ([f"missing {k}" for k in report.missing] + [f"unexpected {k}" for k in report.unexpected]
+                 + [f"{ours} is {list(a)} but {theirs} is {list(b)}" for ours, theirs, a, b in report.mismatched])[0]
+        origin = f"the weights in {weights}" if isinstance(weights, (str, Path)) else "the weights"
+        target = getattr(model, "spec_name", type(model).__name__)
+        raise WeightsError(f"{origin} do not fit {target}: {str(report).splitlines()[0]} (e.g. {first})", report)
     return report

@@ -72,7 +72,32 @@ def test_build_with_wrong_weights_fails_cleanly(tmp_path: Path, capsys: pytest.C
     weights = tmp_path / "r18.pt"
     torch.save(archspec.build(SPECS / "resnet18.yaml").state_dict(), weights)
     assert main(["build", str(SPECS / "resnet34.yaml"), "--weights", str(weights)]) == 1
-    assert "the weights do not fit this spec" in capsys.readouterr().err
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and f"the weights in {weights} do not fit resnet34: transferred" in err[0], err
+    assert "(e.g. missing layer1.2.conv1.conv.weight)" in err[0]
+
+
+class Pickled:  # not a tensor: torch.load(weights_only=True) refuses it
+    pass
+
+
+@pytest.mark.parametrize("case", ["not torch", "pickle", "no tensors", "missing"])
+def test_build_with_unreadable_weights_fails_in_one_line(case: str, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    weights = tmp_path / "w.pt"
+    if case == "not torch":
+        weights.write_text("hello")
+    elif case == "pickle":
+        torch.save({"a": Pickled()}, weights)
+    elif case == "no tensors":
+        torch.save({"a": 1}, weights)
+    assert main(["build", str(SPECS / "resnet18.yaml"), "--weights", str(weights)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "internal error" not in err[0], err
+    assert {"not torch": f"cannot read weights from {weights}: not a file written by torch.save",
+            "pickle": f"cannot read weights from {weights}: it holds more than tensors, refused by weights_only=True",
+            "no tensors": f"cannot read weights from {weights}: it holds no state_dict",
+            "missing": f"no such weights file: {weights}"}[case] in err[0]
 
 
 @pytest.mark.slow

@@ -85,3 +85,44 @@ def test_analysis_does_not_need_torch_tensors() -> None:
     counts = {t: sum(1 for n in spec.analyse().walk() if n.type == t) for t in ("bottleneck", "conv")}
     assert counts["bottleneck"] == 3 + 8 + 36 + 3
     assert counts["conv"] == 1 + 3 * 50 + 4  # stem, three per block, four projection shortcuts
+
+
+SENET_BLOCK = """
+name: t
+input: {channels: 3, size: 32}
+layers:
+  - {name: stem, type: conv, out: 256, kernel: 3, norm: batch, activation: relu}
+  - {name: block, type: bottleneck, planes: 128, stride: 2, groups: 64, width_per_group: 4, KEYS}
+"""
+
+
+def test_reduce_first_and_a_3x3_strided_projection() -> None:
+    """SENet-154's layer2.0 (timm's Bottleneck with reduce_first=2 and down_kernel_size=3), by hand."""
+    spec = archspec.loads(SENET_BLOCK.replace("KEYS", "reduce_first: 2, projection_kernel: 3"))
+    block = spec.analyse().children[1]
+    convs = {n.name: n for n in block.walk() if n.type == "conv"}
+    width, first, out, c = 512, 256, 512, 256  # width int(128*4/64)*64; conv1 width // 2; out 128*4
+    assert [convs[k].out_shape for k in ("conv1", "conv2", "conv3", "shortcut")] == [
+        (first, 32, 32), (width, 16, 16), (out, 16, 16), (out, 16, 16)]
+    assert convs["conv1"].params == c * first + 2 * first
+    assert convs["conv2"].params == 9 * first * (width // 64) + 2 * width
+    assert convs["shortcut"].params == 9 * c * out + 2 * out  # a 3x3 projection
+    assert convs["shortcut"].macs == 9 * c * out * 16 * 16
+    assert block.block.hyper() == "256->512->512 g64 /2"
+    model = archspec.compile(spec)
+    projection = model.get_submodule("block.shortcut.conv")
+    assert (projection.kernel_size, projection.stride, projection.padding) == ((3, 3), (2, 2), (1, 1))
+    assert sum(p.numel() for p in model.parameters()) == spec.params
+    # A projection that does not stride stays 1x1 (timm's downsample_conv), whatever projection_kernel says.
+    flat = archspec.loads(SENET_BLOCK.replace("stride: 2, ", "").replace("KEYS", "projection_kernel: 3"))
+    shortcut = next(n for n in flat.analyse().walk() if n.name == "shortcut")
+    assert shortcut.params == c * out + 2 * out
+
+
+def test_reduce_first_and_projection_kernel_errors() -> None:
+    with pytest.raises(archspec.SpecError) as info:
+        archspec.loads(SENET_BLOCK.replace("KEYS", "reduce_first: 1024")).analyse()
+    assert info.value.path == "block" and "'out' would be 0" in info.value.message
+    with pytest.raises(archspec.SpecError) as info:
+        archspec.loads(SENET_BLOCK.replace("KEYS", "projection_kernel: 2"))
+    assert "projection_kernel" in str(info.value) and "1, 3, 5 or 7" in str(info.value)

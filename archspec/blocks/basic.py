@@ -6,7 +6,7 @@ from typing import Literal
 from ..scaling import Channels
 from .base import Activation, BnEps, BnMomentum, MacroBlock, Norm, PosInt, Shape
 from .conv import Conv
-from .residual import Residual
+from .residual import ProjectionKernel, Residual
 
 
 class Basic(MacroBlock):
@@ -19,6 +19,7 @@ class Basic(MacroBlock):
     bn_eps: BnEps = 1e-5
     bn_momentum: BnMomentum = 0.1
     shortcut: Literal["auto", "identity", "projection"] = "auto"
+    projection_kernel: ProjectionKernel = 1  # as residual's
 
     def expand(self, x: Shape) -> Residual:
         unit = dict(type="conv", out=self.out, kernel=3, norm=self.norm, bn_eps=self.bn_eps, bn_momentum=self.bn_momentum)
@@ -26,7 +27,7 @@ class Basic(MacroBlock):
             type="residual",
             body=[Conv(name="conv1", stride=self.stride, activation=self.activation, **unit),
                   Conv(name="conv2", **unit)],
-            shortcut=self.shortcut, activation=self.activation,
+            shortcut=self.shortcut, projection_kernel=self.projection_kernel, activation=self.activation,
             norm=self.norm, bn_eps=self.bn_eps, bn_momentum=self.bn_momentum,
         )
 

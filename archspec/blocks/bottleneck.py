@@ -2,7 +2,8 @@
 
 As torchvision's `Bottleneck`: width = int(planes * width_per_group / 64) * groups,
 out = planes * expansion, and the stride sits on the 3x3 (ResNet v1.5). `stride_on: 1x1`
-gives the original Caffe ResNet, which strides the first 1x1.
+gives the original Caffe ResNet, which strides the first 1x1. As timm's, the first 1x1 may
+reduce to width // reduce_first (SENet-154).
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Literal
 from ..scaling import Channels
 from .base import Activation, BnEps, BnMomentum, MacroBlock, Norm, PosInt, Shape
 from .conv import Conv
-from .residual import Residual
+from .residual import ProjectionKernel, Residual
 from .se import SE
 
 
@@ -23,6 +24,7 @@ class Bottleneck(MacroBlock):
     groups: PosInt = 1
     width_per_group: PosInt = 64
     width: Channels | None = None  # the 3x3's channels; overrides the groups/width_per_group rule
+    reduce_first: PosInt = 1  # conv1 has width // reduce_first channels (timm's `reduce_first`, 2 in SENet-154)
     stride: PosInt = 1
     stride_on: Literal["3x3", "1x1"] = "3x3"
     norm: Norm = "batch"
@@ -30,28 +32,35 @@ class Bottleneck(MacroBlock):
     bn_eps: BnEps = 1e-5
     bn_momentum: BnMomentum = 0.1
     shortcut: Literal["auto", "identity", "projection"] = "auto"
+    projection_kernel: ProjectionKernel = 1  # as residual's
     se: SE | None = None  # squeeze-and-excitation after conv3, before the add (SE-ResNet, SE-ResNeXt)
 
     @property
     def inner_width(self) -> int:
         return self.width or int(self.planes * (self.width_per_group / 64.0)) * self.groups
 
+    @property
+    def first_width(self) -> int:
+        return self.inner_width // self.reduce_first
+
     def expand(self, x: Shape) -> Residual:
         unit = dict(type="conv", norm=self.norm, bn_eps=self.bn_eps, bn_momentum=self.bn_momentum)
         first_stride, mid_stride = (self.stride, 1) if self.stride_on == "1x1" else (1, self.stride)
         return Residual(
             type="residual",
-            body=[Conv(name="conv1", out=self.inner_width, kernel=1, stride=first_stride, activation=self.activation, **unit),
+            body=[Conv(name="conv1", out=self.first_width, kernel=1, stride=first_stride, activation=self.activation, **unit),
                   Conv(name="conv2", out=self.inner_width, kernel=3, stride=mid_stride, groups=self.groups,
                        activation=self.activation, **unit),
                   Conv(name="conv3", out=self.planes * self.expansion, kernel=1, **unit),
                   *([self.se.model_copy(update={"name": "se"})] if self.se else [])],
-            shortcut=self.shortcut, activation=self.activation,
+            shortcut=self.shortcut, projection_kernel=self.projection_kernel, activation=self.activation,
             norm=self.norm, bn_eps=self.bn_eps, bn_momentum=self.bn_momentum,
         )
 
     def hyper(self) -> str:
         text = f"{self.inner_width}->{self.planes * self.expansion}"
+        if self.reduce_first > 1:
+            text = f"{self.first_width}->{text}"
         if self.groups > 1:
             text += f" g{self.groups}"
         return text + (f" /{self.stride}" if self.stride > 1 else "")

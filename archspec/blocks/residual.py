@@ -3,7 +3,8 @@
 shortcut `auto` is the identity where the body keeps the shape, else a 1x1 conv + BN
 projection with the body's stride (torchvision's `downsample`); `projection` always
 projects; `identity` never does (a shape mismatch is then an error); a list of layers
-is an explicit shortcut path.
+is an explicit shortcut path. `projection_kernel` widens a strided projection's window
+(timm's `down_kernel_size`, 3 in SENet-154); a projection that does not stride stays 1x1.
 """
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ if TYPE_CHECKING:
     from torch import nn
 
 
+ProjectionKernel = Literal[1, 3, 5, 7]  # odd: padding (k-1)//2 keeps the 1x1 projection's output size
+
+
 class Residual(Block):
     kind = "residual block"
     type: Literal["residual"]
@@ -26,6 +30,7 @@ class Residual(Block):
     shortcut: Literal["auto", "identity", "projection"] | BlockList = "auto"
     activation: Activation = "none"
     norm: Norm = "batch"  # of an automatic projection
+    projection_kernel: ProjectionKernel = 1  # of an automatic projection that strides
     bn_eps: BnEps = 1e-5
     bn_momentum: BnMomentum = 0.1
     drop_path: Annotated[float, Field(ge=0, lt=1)] = 0.0  # stochastic depth on the body, in training
@@ -39,9 +44,10 @@ class Residual(Block):
 
     def projection(self, x: Shape, out: Shape, path: str) -> Conv:
         stride = [self._stride(i, o, path, x, out) for i, o in zip(x[1:], out[1:])]
+        kernel = self.projection_kernel if max(stride) > 1 else 1
         try:
-            conv = Conv(type="conv", out=out[0], kernel=1, stride=tuple(stride), padding=0, norm=self.norm,
-                        bn_eps=self.bn_eps, bn_momentum=self.bn_momentum)
+            conv = Conv(type="conv", out=out[0], kernel=kernel, stride=tuple(stride), padding=(kernel - 1) // 2,
+                        norm=self.norm, bn_eps=self.bn_eps, bn_momentum=self.bn_momentum)
         except ValidationError as exc:  # wider or more strided than a conv may be
             self.fail(path, f"cannot project {fmt_shape(x)} to {fmt_shape(out)}: {validation_message(exc)}")
         return conv.located(self._loc)

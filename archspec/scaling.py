@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any, Iterator, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -78,19 +78,20 @@ class ScaledField:
     scaled: int
 
 
-def _markers(annotation: Any) -> list[_Scales]:
-    """Scaling markers on a type, also inside `Channels | None` and other unions."""
-    found = [m for m in getattr(annotation, "__metadata__", ()) if isinstance(m, _Scales)]
-    for arg in get_args(annotation):
-        found += _markers(arg)
-    return found
+def annotation_parts(*items: Any) -> Iterator[Any]:
+    """Everything a field's type is made of, depth first: the types, their `Annotated` metadata (bounds,
+    scaling markers, pydantic `Field`s and what these hold), inside unions such as `Channels | None` too.
+    Pass a field's `FieldInfo` to include its top-level metadata."""
+    for item in items:
+        yield item
+        yield from annotation_parts(*getattr(item, "__metadata__", ()), *getattr(item, "metadata", ()), *get_args(item))
 
 
 def scaled_fields(model: BaseModel) -> dict[str, str]:
     """{field name: 'width' | 'depth'} for the fields of `model` that scale."""
     found = {}
     for name, info in type(model).model_fields.items():
-        markers = [m for m in info.metadata if isinstance(m, _Scales)] + _markers(info.annotation)
+        markers = [m for m in annotation_parts(*info.metadata, info.annotation) if isinstance(m, _Scales)]
         if markers:
             found[name] = markers[0].dimension
     if hasattr(model, "extra_scaled_fields"):  # a block's own rule, e.g. a hidden linear layer

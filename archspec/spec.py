@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import reprlib
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
@@ -12,7 +12,7 @@ from .blocks.base import Block, PosInt, Shape, block_budget, check_unique_names,
 from .blocks.sequence import Sequence
 from .errors import Loc, SpecError, did_you_mean
 from .preprocess import Preprocess, TTASpec
-from .scaling import Compound, ScaledField, Scaling, scale_blocks, scaled_fields
+from .scaling import Compound, ScaledField, Scaling, annotation_parts, scale_blocks, scaled_fields
 from .source import (MAX_DEFAULT_VALUES, LocDict, LocList, apply_dotted, apply_overrides, load_raw, loc_of, parse_yaml,
                      printable, set_path, split_dotted, to_plain)
 
@@ -156,24 +156,14 @@ def _check_scaled(value: Any, path: str, scaling: Scaling) -> None:
         scaled = scaled_fields(value)
         for name, info in type(value).model_fields.items():
             item = getattr(value, name)
-            bound = _upper_bound([*info.metadata, info.annotation])
+            bound = next((p.le for p in annotation_parts(*info.metadata, info.annotation)
+                          if getattr(p, "le", None) is not None), None)
             if name in scaled and isinstance(item, int) and bound is not None and item > bound:
                 factor = f"width x{scaling.width:g}" if scaled[name] == "width" else f"depth x{scaling.depth:g}"
                 raise SpecError(f"scaling ({factor}) makes '{name}' {item:,}, over its limit of {bound:,}",
                                 getattr(value, "_loc", None), path, getattr(value, "type", ""))
             if isinstance(item, (BaseModel, list, dict)):
                 _check_scaled(item, path, scaling)
-
-
-def _upper_bound(items: list[Any]) -> Any:
-    """The `le` bound among field metadata, looking inside `Annotated[...] | None`."""
-    for item in items:
-        if getattr(item, "le", None) is not None:
-            return item.le
-        found = _upper_bound([*getattr(item, "__metadata__", ()), *get_args(item)])
-        if found is not None:
-            return found
-    return None
 
 
 Overrides = dict[str, Any] | list[str] | None
@@ -271,17 +261,13 @@ def _check_defaults(defaults: Any) -> None:
                                 fields.loc_of(field), f"defaults.{type_name}", type_name)
 
 
+def _block_classes(annotation: Any) -> list[type[Block]]:
+    return [p for p in annotation_parts(annotation) if isinstance(p, type) and issubclass(p, Block)]
+
+
 def _admits_composites(annotation: Any) -> bool:
     """Whether a field's type admits a block that itself holds blocks (a list of layers, a stage's block)."""
-    if isinstance(annotation, type) and issubclass(annotation, Block):
-        return any(_admits_blocks(info.annotation) for info in annotation.model_fields.values())
-    return any(_admits_composites(arg) for arg in get_args(annotation))
-
-
-def _admits_blocks(annotation: Any) -> bool:
-    if isinstance(annotation, type) and issubclass(annotation, Block):
-        return True
-    return any(_admits_blocks(arg) for arg in get_args(annotation))
+    return any(_block_classes(info.annotation) for cls in _block_classes(annotation) for info in cls.model_fields.values())
 
 
 def _size(node: Any) -> int:

@@ -134,6 +134,9 @@ REGRESSIONS = {
                           "5:1", "compound scaling with phi=10 makes the input size 0x0"),
     "phi_widens_past_bound": (HEAD + "layers: [{type: bottleneck, planes: 8}]\ncompound: {beta: 10}\nscaling: {phi: 20}\n",
                               "3:10", "0 (bottleneck): scaling (width x1e+20) makes 'planes'"),
+    # ... also an optional channel field (`width: Channels | None`), whose bound sits inside the union
+    "width_scales_past_bound": (HEAD + "layers: [{type: bottleneck, planes: 8, width: 600000}]\nscaling: {width: 2}\n",
+                                "3:10", "0 (bottleneck): scaling (width x2) makes 'width' 1,200,000, over its limit of 1,000,000"),
     "phi_deepens_past_bound": (HEAD + "layers: [{type: stage, repeat: 10000, block: {type: conv, out: 8, kernel: 1}}]\n"
                                "compound: {alpha: 10}\nscaling: {phi: 20}\n", "3:10", "makes 'repeat'"),
     "depth_multiplier_past_bound": (HEAD + "layers: [{type: stage, repeat: 10000, block: {type: relu}}]\nscaling: {depth: 100}\n",

@@ -13,6 +13,8 @@ from typing import Annotated, Any, Iterator, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .errors import SpecError
+
 
 class _Scales:
     """Marker in a field's metadata: this field scales with `dimension` ('width' or 'depth')."""
@@ -87,6 +89,12 @@ def annotation_parts(*items: Any) -> Iterator[Any]:
         yield from annotation_parts(*getattr(item, "__metadata__", ()), *getattr(item, "metadata", ()), *get_args(item))
 
 
+def upper_bound(model: type[BaseModel], name: str) -> int | float | None:
+    """A field's `le` bound, wherever its type declares it (also inside `Channels | None`)."""
+    info = model.model_fields[name]
+    return next((p.le for p in annotation_parts(*info.metadata, info.annotation) if getattr(p, "le", None) is not None), None)
+
+
 def scaled_fields(model: BaseModel) -> dict[str, str]:
     """{field name: 'width' | 'depth'} for the fields of `model` that scale."""
     found = {}
@@ -105,7 +113,8 @@ def _join(path: str, name: str) -> str:
 
 def scale_blocks(value: Any, scaling: Scaling, path: str, record: list[ScaledField]) -> Any:
     """A copy of a block (or list / dict of blocks) with every scaling field scaled; `record` collects
-    what changed, for `scale --explain`."""
+    what changed, for `scale --explain`. The copies are not validated again, so a scaled value past its
+    field's bound is a located SpecError here."""
     if isinstance(value, list):
         return [scale_blocks(v, scaling, _join(path, v.name or str(i)) if isinstance(v, BaseModel) else path, record)
                 for i, v in enumerate(value)]
@@ -120,6 +129,10 @@ def scale_blocks(value: Any, scaling: Scaling, path: str, record: list[ScaledFie
             factor = scaling.width if dimension == "width" else scaling.depth
             update[name] = scaling.channels(base) if dimension == "width" else scaling.repeats(base)
             record.append(ScaledField(path, name, dimension, base, base * factor, update[name]))
+            bound = upper_bound(type(value), name)
+            if bound is not None and update[name] > bound:
+                raise SpecError(f"scaling ({dimension} x{factor:g}) makes '{name}' {update[name]:,}, over its limit of "
+                                f"{bound:,}", getattr(value, "_loc", None), path, getattr(value, "type", ""))
     for name in type(value).model_fields:
         child = getattr(value, name)
         if name not in update and isinstance(child, (BaseModel, list, dict)):

@@ -12,7 +12,7 @@ from .blocks.base import Block, PosInt, Shape, block_budget, check_unique_names,
 from .blocks.sequence import Sequence
 from .errors import Loc, SpecError, did_you_mean
 from .preprocess import Preprocess, TTASpec
-from .scaling import Compound, ScaledField, Scaling, annotation_parts, scale_blocks, scaled_fields
+from .scaling import Compound, ScaledField, Scaling, annotation_parts, scale_blocks
 from .source import (MAX_DEFAULT_VALUES, LocDict, LocList, apply_dotted, apply_overrides, load_raw, loc_of, parse_yaml,
                      printable, set_path, split_dotted, to_plain)
 
@@ -141,29 +141,6 @@ class Spec(BaseModel):
         self._scaled = []
         self.layers = scale_blocks(self.layers, scaling, "", self._scaled)
         self.aux_heads = scale_blocks(self.aux_heads, scaling, "", self._scaled)
-        _check_scaled([*self.layers, *self.aux_heads], "", scaling)
-
-
-def _check_scaled(value: Any, path: str, scaling: Scaling) -> None:
-    """Scaled fields are copied without validation: each must still be within its field's bound."""
-    if isinstance(value, list):
-        for i, item in enumerate(value):
-            _check_scaled(item, f"{path}.{item.name or i}".lstrip(".") if isinstance(item, Block) else path, scaling)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _check_scaled(item, f"{path}.{key}".lstrip("."), scaling)
-    elif isinstance(value, BaseModel):
-        scaled = scaled_fields(value)
-        for name, info in type(value).model_fields.items():
-            item = getattr(value, name)
-            bound = next((p.le for p in annotation_parts(*info.metadata, info.annotation)
-                          if getattr(p, "le", None) is not None), None)
-            if name in scaled and isinstance(item, int) and bound is not None and item > bound:
-                factor = f"width x{scaling.width:g}" if scaled[name] == "width" else f"depth x{scaling.depth:g}"
-                raise SpecError(f"scaling ({factor}) makes '{name}' {item:,}, over its limit of {bound:,}",
-                                getattr(value, "_loc", None), path, getattr(value, "type", ""))
-            if isinstance(item, (BaseModel, list, dict)):
-                _check_scaled(item, path, scaling)
 
 
 Overrides = dict[str, Any] | list[str] | None

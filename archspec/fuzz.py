@@ -42,15 +42,31 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import yaml
+from pydantic import BaseModel
 
 from .blocks import BLOCK_TYPES
 from .errors import SpecError
+from .scaling import annotation_parts
 from .source import load_raw, to_plain
-from .spec import load
+from .spec import Spec, load
 
-FIELDS = sorted({name for cls in BLOCK_TYPES.values() for name in cls.model_fields} | {
-    "name", "input", "layers", "defaults", "aux_heads", "scaling", "compound", "variants", "variant", "extends",
-    "size", "channels", "tap", "width", "depth", "phi", "reference", "init", "stochastic_depth"})
+
+
+def _field_names(model: type[BaseModel]) -> set[str]:
+    """Every field name of a model and of the models its fields hold (a spec: input, scaling, tta, blocks...)."""
+    names, seen, todo = set(), set(), [model]
+    while todo:
+        cls = todo.pop()
+        if cls not in seen:
+            seen.add(cls)
+            names |= set(cls.model_fields)
+            todo += [p for info in cls.model_fields.values() for p in annotation_parts(info.annotation)
+                     if isinstance(p, type) and issubclass(p, BaseModel)]
+    return names
+
+
+# Every key the spec language knows ('extends' is resolved before validation).
+FIELDS = sorted(_field_names(Spec) | {name for cls in BLOCK_TYPES.values() for name in cls.model_fields} | {"extends"})
 TYPES = sorted(BLOCK_TYPES) + ["aux_head", "bottlenek", "Conv", "conv2d", ""]
 UNICODE = ["é", "名前", "💥", "\u202e", "\u00a0", "ǅ", "Ω", "\ufeff", "𝟘", "²", "١٢"]
 

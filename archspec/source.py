@@ -237,61 +237,44 @@ def _yaml_message(exc: yaml.MarkedYAMLError) -> str:
     return f"not valid YAML: {' '.join(problem.split())}"
 
 
-def unshare(node: Any, loc: Loc, limit: int = MAX_NODES) -> Any:
-    """A copy in which no two places share an object (YAML aliases do), so that an override changes
-    one place only. Refuses trees that expand past `limit` nodes (alias bombs) or MAX_DEPTH levels."""
+def unshare(node: Any, loc: Loc, limit: int = MAX_NODES, plain: bool = False) -> Any:
+    """A raw tree in which no two places share an object (YAML aliases do), so that an override changes
+    one place only: a copy of a parsed YAML tree or, with `plain`, of Python data (an API override; dicts,
+    lists and tuples become LocDicts and LocLists located at `loc`). Refuses trees that expand past `limit`
+    nodes (alias bombs; shared or cyclic Python objects) or nest past MAX_DEPTH levels."""
+    if plain:
+        too_many, too_deep = f"the override expands to more than {limit:,} nodes", f"the override nests deeper than {MAX_DEPTH} levels"
+    else:
+        too_many = f"the spec expands to more than {limit:,} YAML nodes (too many aliases?)"
+        too_deep = f"the YAML nests deeper than {MAX_DEPTH} levels (through aliases)"
     count = 0
 
     def copy(item: Any, depth: int, where: Loc) -> Any:
         nonlocal count
         count += 1
         if count > limit:
-            raise SpecError(f"the spec expands to more than {limit:,} YAML nodes (too many aliases?)", where)
+            raise SpecError(too_many, where)
         if depth > MAX_DEPTH:
-            raise SpecError(f"the YAML nests deeper than {MAX_DEPTH} levels (through aliases)", where)
+            raise SpecError(too_deep, where)
         if isinstance(item, LocDict):
             return LocDict({k: copy(v, depth + 1, item.loc_of(k)) for k, v in item.items()},
                            loc=item.loc, key_locs=item.key_locs)
         if isinstance(item, LocList):
             return LocList([copy(v, depth + 1, item.loc_of(i)) for i, v in enumerate(item)],
                            loc=item.loc, item_locs=item.item_locs)
+        if plain and isinstance(item, dict):
+            return LocDict({str(k): copy(v, depth + 1, loc) for k, v in item.items()}, loc=loc,
+                           key_locs={str(k): loc for k in item})
+        if plain and isinstance(item, (list, tuple)):
+            return LocList([copy(v, depth + 1, loc) for v in item], loc=loc, item_locs=[loc] * len(item))
         return item
 
     return copy(node, 0, loc)
 
 
 def to_loc(value: Any, loc: Loc) -> Any:
-    """Plain Python data (an API override) as a raw tree located at `loc`, within the YAML limits
-    (shared or cyclic Python objects cannot expand without bound)."""
-    if isinstance(value, (LocDict, LocList)):
-        return value
-
-    def convert(item: Any) -> Any:
-        if isinstance(item, dict):
-            return LocDict({str(k): convert(v) for k, v in item.items()}, loc=loc, key_locs={str(k): loc for k in item})
-        if isinstance(item, (list, tuple)):
-            return LocList([convert(v) for v in item], loc=loc, item_locs=[loc] * len(item))
-        return item
-
-    if isinstance(value, (dict, list, tuple)):
-        _check_plain_size(value, loc)
-        return convert(value)
-    return value
-
-
-def _check_plain_size(value: Any, loc: Loc) -> None:
-    count, stack = 0, [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        count += 1
-        if count > MAX_NODES:
-            raise SpecError(f"the override expands to more than {MAX_NODES:,} nodes", loc)
-        if depth > MAX_DEPTH:
-            raise SpecError(f"the override nests deeper than {MAX_DEPTH} levels", loc)
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, (list, tuple)):
-            stack.extend((v, depth + 1) for v in item)
+    """Plain Python data (an API override) as a raw tree located at `loc`, within the YAML limits."""
+    return value if isinstance(value, (LocDict, LocList)) else unshare(value, loc, plain=True)
 
 
 def read_file(path: Path) -> Any:

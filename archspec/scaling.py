@@ -27,7 +27,8 @@ class _Scales:
 
 
 WIDTH, DEPTH = _Scales("width"), _Scales("depth")
-Channels = Annotated[int, Field(ge=1, le=1_000_000), WIDTH]
+MAX_CHANNELS = 1_000_000
+Channels = Annotated[int, Field(ge=1, le=MAX_CHANNELS), WIDTH]
 Repeats = Annotated[int, Field(ge=1, le=10_000), DEPTH]
 
 

@@ -126,3 +126,21 @@ def test_reduce_first_and_projection_kernel_errors() -> None:
     with pytest.raises(archspec.SpecError) as info:
         archspec.loads(SENET_BLOCK.replace("KEYS", "projection_kernel: 2"))
     assert "projection_kernel" in str(info.value) and "1, 3, 5 or 7" in str(info.value)
+
+
+def test_conv_expansion_follows_its_input_width() -> None:
+    text = ("name: t\ninput: {channels: 3, size: 8}\nlayers:\n  - {name: a, type: conv, out: 40, kernel: 3}\n"
+            "  - {name: b, type: conv, expansion: 6, kernel: 1, norm: batch, activation: hardswish}\n")
+    spec = archspec.loads(text)
+    b = spec.analyse().children[1]
+    assert b.out_shape == (240, 8, 8) and b.params == 40 * 240 + 2 * 240 and b.block.hyper() == "1x1 x6"
+    scaled = archspec.loads(text, overrides={"scaling.width": 0.5}).analyse().children[1]
+    assert scaled.out_shape[0] == 6 * 24  # 6 x make_divisible(40 * 0.5, 8), not make_divisible(240 * 0.5, 8)
+    model = archspec.compile(spec)
+    assert model.b.conv.out_channels == model.b.norm.num_features == 240
+    for fields, message in (("out: 8, expansion: 2", "not both"), ("", "one is required"),
+                            ("expansion: 100000", "makes 4,000,000 channels from 40, over the limit of 1,000,000")):
+        bad = text.replace("expansion: 6", fields).replace("{name: b, type: conv, , ", "{name: b, type: conv, ")
+        with pytest.raises(archspec.SpecError) as info:
+            archspec.loads(bad)
+        assert info.value.path == "b" and message in info.value.message, info.value

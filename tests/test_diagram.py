@@ -29,6 +29,7 @@ BLOCK_DETAIL = {
     "inception_v3": (0, 15),        # Mixed_5b..7c, plus the split 1x3/3x1 branches of 7b and 7c
     "efficientnet_b0": (5, 0),      # stages 2-6: the first block strides or widens, the rest add
     "mobilenet_v3_large": (10, 0),  # the stride-1, same-width blocks of its 15
+    "mobilenet_v3_small": (6, 0),   # blocks 2, 4, 5, 7, 9, 10 of its 11
     "vgg16": (0, 0),
 }
 

@@ -171,17 +171,19 @@ def test_optional_channel_fields_scale_too() -> None:
     assert block.children[0].out_shape[0] == ref.features[4].block[0].out_channels
 
 
-@pytest.mark.parametrize("width", [0.35, 0.5, 0.75, 1.25])
-def test_mobilenet_v3_width_equals_torchvision_width_mult(width: float) -> None:
+@pytest.mark.parametrize("name, fc1", [("mobilenet_v3_large", 1280), ("mobilenet_v3_small", 1024)])
+# 0.33 and 0.35: the last conv (6 x the last block's width) is not the scaled 960 or 576 rounded to 8.
+@pytest.mark.parametrize("width", [0.33, 0.35, 0.5, 0.75, 1.25])
+def test_mobilenet_v3_width_equals_torchvision_width_mult(name: str, fc1: int, width: float) -> None:
     """Every width follows torchvision's `width_mult`, fc1 (a hidden linear layer) included; the classes stay."""
     from archspec.interop import transfer
 
     torch.manual_seed(0)
-    spec = archspec.load(SPECS / "mobilenet_v3_large.yaml", overrides={"scaling.width": width})
-    ref = torchvision.models.mobilenet_v3_large(width_mult=width).eval()
+    spec = archspec.load(SPECS / f"{name}.yaml", overrides={"scaling.width": width})
+    ref = getattr(torchvision.models, name)(width_mult=width).eval()
     ours = archspec.compile(spec).eval()
     assert spec.params == sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in ref.parameters())
-    assert ours.fc1.out_features == ref.classifier[0].out_features == make_divisible(1280 * width, 8)
+    assert ours.fc1.out_features == ref.classifier[0].out_features == make_divisible(fc1 * width, 8)
     assert ours.classifier.out_features == 1000
     assert transfer(ref, ours).ok
     x = torch.randn(2, 3, 64, 64)

@@ -1,10 +1,13 @@
-"""conv: a 2-D convolution with optional batch norm and activation (conv -> norm -> act)."""
+"""conv: a 2-D convolution with optional batch norm and activation (conv -> norm -> act).
+
+Its output channels are `out`, or `expansion` x its input channels: torchvision's MobileNetV3 makes its
+last conv 6 x the last block's (scaled) width, which a scaled `out` would only round to."""
 from __future__ import annotations
 
 from math import prod
 from typing import TYPE_CHECKING, Literal
 
-from ..scaling import Channels
+from ..scaling import MAX_CHANNELS, Channels
 from .base import (Activation, Block, BnEps, BnMomentum, InitStd, Node, NonNegPair, Norm, Pair, PosInt, Shape, pair,
                    window_out)
 
@@ -17,7 +20,8 @@ if TYPE_CHECKING:
 class Conv(Block):
     kind = "convolution"
     type: Literal["conv"]
-    out: Channels
+    out: Channels | None = None  # output channels; or:
+    expansion: PosInt | None = None  # output channels = input channels x expansion (MobileNetV3's last conv)
     kernel: Pair
     stride: Pair = 1
     # 'auto' pads dilation*(kernel-1)//2 per side (torchvision's Conv2dNormActivation);
@@ -41,10 +45,20 @@ class Conv(Block):
     def has_bias(self) -> bool:
         return self.norm == "none" if self.bias is None else self.bias
 
+    def out_channels(self, c: int) -> int:
+        """Output channels at `c` input channels."""
+        return self.out if self.out is not None else c * (self.expansion or 1)
+
     def infer(self, x: Shape, path: str) -> tuple[Shape, int, int]:
         c, h, w = self.need_image(x, path)
-        if c % self.groups or self.out % self.groups:
-            self.fail(path, f"groups={self.groups} must divide both the input channels ({c}) and 'out' ({self.out})")
+        if (self.out is None) == (self.expansion is None):
+            self.fail(path, "give either 'out' (the output channels) or 'expansion' (a multiple of the input "
+                            f"channels), {'not both' if self.out is not None else 'one is required'}")
+        out = self.out_channels(c)
+        if out > MAX_CHANNELS:
+            self.fail(path, f"'expansion' {self.expansion} makes {out:,} channels from {c:,}, over the limit of {MAX_CHANNELS:,}")
+        if c % self.groups or out % self.groups:
+            self.fail(path, f"groups={self.groups} must divide both the input channels ({c}) and the output channels ({out})")
         (kh, kw), (sh, sw), (dh, dw) = pair(self.kernel), pair(self.stride), pair(self.dilation)
         if self.padding == "same":
             if (sh, sw) != (1, 1):
@@ -56,13 +70,13 @@ class Conv(Block):
         if oh < 1 or ow < 1:
             self.fail(path, f"a {kh}x{kw} kernel (stride {sh}x{sw}, padding {ph}x{pw}, dilation {dh}x{dw}) "
                             f"does not fit the {h}x{w} input; it would give {oh}x{ow}")
-        weights = self.out * (c // self.groups) * kh * kw
-        params = weights + (self.out if self.has_bias() else 0) + (2 * self.out if self.norm == "batch" else 0)
-        return (self.out, oh, ow), params, weights * oh * ow
+        weights = out * (c // self.groups) * kh * kw
+        params = weights + (out if self.has_bias() else 0) + (2 * out if self.norm == "batch" else 0)
+        return (out, oh, ow), params, weights * oh * ow
 
     def hyper(self) -> str:
         k, s = pair(self.kernel), pair(self.stride)
-        parts = [f"{k[0]}x{k[1]}", f"{self.out}"]
+        parts = [f"{k[0]}x{k[1]}", f"{self.out}" if self.out is not None else f"x{self.expansion}"]
         if s != (1, 1):
             parts.append(f"/{s[0]}" if s[0] == s[1] else f"/{s[0]}x{s[1]}")
         if self.groups > 1:
@@ -74,7 +88,7 @@ class Conv(Block):
         y = run.new(n)
         run.keep(x)
         if self.norm == "batch":
-            z = run.batchnorm(y, n, self.out)
+            z = run.batchnorm(y, n, node.out_shape[0])
             run.drop(y)
             y = z
         return run.activation(self.activation, y, n, inplace=True)
@@ -83,17 +97,18 @@ class Conv(Block):
         return self.activation == "none"
 
     def buffers(self, node: Node) -> tuple[int, int]:
-        return (2 * self.out, 1) if self.norm == "batch" else (0, 0)
+        return (2 * node.out_shape[0], 1) if self.norm == "batch" else (0, 0)
 
     def build(self, node) -> "nn.Module":
         from torch import nn
 
         from ..nn import activation, sequential
 
-        conv = nn.Conv2d(node.in_shape[0], self.out, pair(self.kernel), pair(self.stride),
+        out = node.out_shape[0]
+        conv = nn.Conv2d(node.in_shape[0], out, pair(self.kernel), pair(self.stride),
                          "same" if self.padding == "same" else self.padding_pair(),
                          pair(self.dilation), self.groups, self.has_bias())
         if self.init_std is not None:
             conv.init_std = self.init_std
-        norm = nn.BatchNorm2d(self.out, self.bn_eps, self.bn_momentum) if self.norm == "batch" else None
+        norm = nn.BatchNorm2d(out, self.bn_eps, self.bn_momentum) if self.norm == "batch" else None
         return sequential([("conv", conv), ("norm", norm), ("act", activation(self.activation, inplace=True))])

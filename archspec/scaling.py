@@ -129,6 +129,8 @@ def scale_blocks(value: Any, scaling: Scaling, path: str, record: list[ScaledFie
         if base is not None:
             factor = scaling.width if dimension == "width" else scaling.depth
             update[name] = scaling.channels(base) if dimension == "width" else scaling.repeats(base)
+            if hasattr(value, "scaled_value"):  # a block's own rule, e.g. a conv that never narrows
+                update[name] = value.scaled_value(name, base, update[name])
             record.append(ScaledField(path, name, dimension, base, base * factor, update[name]))
             bound = upper_bound(type(value), name)
             if bound is not None and update[name] > bound:

@@ -189,3 +189,20 @@ def test_mobilenet_v3_width_equals_torchvision_width_mult(name: str, fc1: int, w
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         assert (ours(x) - ref(x)).abs().max().item() <= 1e-4
+
+
+@pytest.mark.parametrize("width", [0.35, 0.5, 0.75, 1.4])
+def test_mobilenet_v2_width_equals_torchvision_width_mult(width: float) -> None:
+    """Below width 1 the last conv keeps 1280 channels (`shrinks_with_width: false`), above it widens."""
+    from archspec.interop import transfer
+
+    torch.manual_seed(0)
+    spec = archspec.load(SPECS / "mobilenet_v2.yaml", overrides={"scaling.width": width})
+    ref = torchvision.models.mobilenet_v2(width_mult=width).eval()
+    ours = archspec.compile(spec).eval()
+    assert spec.params == sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in ref.parameters())
+    assert ours.head.conv.out_channels == ref.features[-1][0].out_channels == make_divisible(1280 * max(1.0, width), 8)
+    assert transfer(ref, ours).ok
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert (ours(x) - ref(x)).abs().max().item() <= 1e-4

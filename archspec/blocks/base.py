@@ -151,6 +151,11 @@ class Block(BaseModel):
         """(float elements, int64 elements) of this leaf module's buffers (batch-norm running statistics)."""
         return 0, 0
 
+    def scaled_value(self, field: str, base: int, scaled: int) -> int:
+        """The value a scaling field takes: `scaled`, the multiplier's rounding of `base`, unless the block
+        has its own rule (a conv with `shrinks_with_width: false`)."""
+        return scaled
+
     def extra_scaled_fields(self) -> dict[str, str]:
         """Fields that scale in this instance beyond those typed Channels / Repeats: {field: 'width' | 'depth'}."""
         return {}

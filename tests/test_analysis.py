@@ -138,7 +138,7 @@ def test_conv_expansion_follows_its_input_width() -> None:
     assert scaled.out_shape[0] == 6 * 24  # 6 x make_divisible(40 * 0.5, 8), not make_divisible(240 * 0.5, 8)
     model = archspec.compile(spec)
     assert model.b.conv.out_channels == model.b.norm.num_features == 240
-    for fields, message in (("out: 8, expansion: 2", "not both"), ("", "one is required"),
+    for fields, message in (("out: 8, expansion: 2", "not both"), ("", "missing required field 'out' (or 'expansion'"),
                             ("expansion: 100000", "makes 4,000,000 channels from 40, over the limit of 1,000,000")):
         bad = text.replace("expansion: 6", fields).replace("{name: b, type: conv, , ", "{name: b, type: conv, ")
         with pytest.raises(archspec.SpecError) as info:

@@ -78,6 +78,7 @@ class Node:
     aux: bool = False  # a training-only auxiliary head
     drop_rate: float = 0.0  # stochastic depth of a residual block, from the spec's linear rule
     form: str = "leaf"  # how the children combine: leaf, chain, residual (body + shortcut, added), concat
+    expansion: "Block | None" = None  # a macro block's expansion at `in_shape`, as analysed
 
     def walk(self) -> Iterator["Node"]:
         yield self
@@ -192,12 +193,12 @@ class MacroBlock(Block):
         except ValidationError as exc:  # e.g. a layer wider than the 1,000,000-channel bound
             self.fail(path, f"does not expand at input {fmt_shape(x)}: {validation_message(exc)}")
         node = expanded.located(self._loc).analyse(x, name, path)
-        node.block = self
+        node.block, node.expansion = self, expanded
         return node
 
     def expand_node(self, node: Node) -> Block:
         """The expansion an analysed node stands for (what its module is built from)."""
-        return self.expand(node.in_shape)
+        return node.expansion if node.expansion is not None else self.expand(node.in_shape)
 
     def build(self, node: Node) -> "nn.Module":
         return self.expand_node(node).build(node)

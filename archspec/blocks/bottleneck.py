@@ -10,13 +10,13 @@ from __future__ import annotations
 from typing import Literal
 
 from ..scaling import Channels
-from .base import Activation, BnEps, BnMomentum, MacroBlock, Norm, PosInt, Shape
+from .base import PosInt, Shape
 from .conv import Conv
-from .residual import ProjectionKernel, Residual
+from .residual import Residual, ResidualUnit
 from .se import SE
 
 
-class Bottleneck(MacroBlock):
+class Bottleneck(ResidualUnit):
     kind = "residual block"
     type: Literal["bottleneck"]
     planes: Channels
@@ -25,14 +25,7 @@ class Bottleneck(MacroBlock):
     width_per_group: PosInt = 64
     width: Channels | None = None  # the 3x3's channels; overrides the groups/width_per_group rule
     reduce_first: PosInt = 1  # conv1 has width // reduce_first channels (timm's `reduce_first`, 2 in SENet-154)
-    stride: PosInt = 1
     stride_on: Literal["3x3", "1x1"] = "3x3"
-    norm: Norm = "batch"
-    activation: Activation = "relu"
-    bn_eps: BnEps = 1e-5
-    bn_momentum: BnMomentum = 0.1
-    shortcut: Literal["auto", "identity", "projection"] = "auto"
-    projection_kernel: ProjectionKernel = 1  # as residual's
     se: SE | None = None  # squeeze-and-excitation after conv3, before the add (SE-ResNet, SE-ResNeXt)
 
     @property
@@ -44,18 +37,14 @@ class Bottleneck(MacroBlock):
         return self.inner_width // self.reduce_first
 
     def expand(self, x: Shape) -> Residual:
-        unit = dict(type="conv", norm=self.norm, bn_eps=self.bn_eps, bn_momentum=self.bn_momentum)
+        unit = self.conv_unit()
         first_stride, mid_stride = (self.stride, 1) if self.stride_on == "1x1" else (1, self.stride)
-        return Residual(
-            type="residual",
-            body=[Conv(name="conv1", out=self.first_width, kernel=1, stride=first_stride, activation=self.activation, **unit),
-                  Conv(name="conv2", out=self.inner_width, kernel=3, stride=mid_stride, groups=self.groups,
-                       activation=self.activation, **unit),
-                  Conv(name="conv3", out=self.planes * self.expansion, kernel=1, **unit),
-                  *([self.se.model_copy(update={"name": "se"})] if self.se else [])],
-            shortcut=self.shortcut, projection_kernel=self.projection_kernel, activation=self.activation,
-            norm=self.norm, bn_eps=self.bn_eps, bn_momentum=self.bn_momentum,
-        )
+        return self.residual([
+            Conv(name="conv1", out=self.first_width, kernel=1, stride=first_stride, activation=self.activation, **unit),
+            Conv(name="conv2", out=self.inner_width, kernel=3, stride=mid_stride, groups=self.groups,
+                 activation=self.activation, **unit),
+            Conv(name="conv3", out=self.planes * self.expansion, kernel=1, **unit),
+            *([self.se.model_copy(update={"name": "se"})] if self.se else [])])
 
     def hyper(self) -> str:
         text = f"{self.inner_width}->{self.planes * self.expansion}"

@@ -55,14 +55,16 @@ class Conv(Block):
 
     def infer(self, x: Shape, path: str) -> tuple[Shape, int, int]:
         c, h, w = self.need_image(x, path)
-        if (self.out is None) == (self.expansion is None):
-            self.fail(path, "give either 'out' (the output channels) or 'expansion' (a multiple of the input "
-                            f"channels), {'not both' if self.out is not None else 'one is required'}")
+        if self.out is None and self.expansion is None:
+            self.fail(path, "missing required field 'out' (or 'expansion', a multiple of the input channels)")
+        if self.out is not None and self.expansion is not None:
+            self.fail(path, "give 'out' (the output channels) or 'expansion' (a multiple of the input channels), not both")
         out = self.out_channels(c)
         if out > MAX_CHANNELS:
             self.fail(path, f"'expansion' {self.expansion} makes {out:,} channels from {c:,}, over the limit of {MAX_CHANNELS:,}")
         if c % self.groups or out % self.groups:
-            self.fail(path, f"groups={self.groups} must divide both the input channels ({c}) and the output channels ({out})")
+            named = "'out'" if self.out is not None else "the output channels"
+            self.fail(path, f"groups={self.groups} must divide both the input channels ({c}) and {named} ({out})")
         (kh, kw), (sh, sw), (dh, dw) = pair(self.kernel), pair(self.stride), pair(self.dilation)
         if self.padding == "same":
             if (sh, sw) != (1, 1):

@@ -8,12 +8,12 @@ is an explicit shortcut path. `projection_kernel` widens a strided projection's 
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from .base import (Activation, Block, BnEps, BnMomentum, Node, Norm, Shape, chain, check_unique_names,
-                   child_path, composite, fmt_shape, group, named, validation_message, window_out)
+from .base import (Activation, Block, BnEps, BnMomentum, MacroBlock, Node, Norm, PosInt, Shape, chain,
+                   check_unique_names, child_path, composite, fmt_shape, group, named, validation_message, window_out)
 from .conv import Conv
 
 if TYPE_CHECKING:
@@ -88,3 +88,24 @@ class Residual(Block):
         return ResidualModule([(c.name, c.block.build(c)) for c in body],
                               shortcut.block.build(shortcut) if shortcut else None,
                               activation(self.activation, inplace=True), self.drop_path)
+
+
+class ResidualUnit(MacroBlock):
+    """What the ResNet family's macro blocks (basic, bottleneck) share: the fields they pass on to the
+    residual they expand to, for its activation after the add and its automatic projection."""
+
+    stride: PosInt = 1
+    norm: Norm = "batch"
+    activation: Activation = "relu"  # after the body's inner convs and after the addition
+    bn_eps: BnEps = 1e-5
+    bn_momentum: BnMomentum = 0.1
+    shortcut: Literal["auto", "identity", "projection"] = "auto"
+    projection_kernel: ProjectionKernel = 1
+
+    def conv_unit(self) -> dict[str, Any]:
+        """The fields every conv of the body shares."""
+        return dict(type="conv", norm=self.norm, bn_eps=self.bn_eps, bn_momentum=self.bn_momentum)
+
+    def residual(self, body: list[Block]) -> Residual:
+        return Residual(type="residual", body=body, shortcut=self.shortcut, projection_kernel=self.projection_kernel,
+                        activation=self.activation, norm=self.norm, bn_eps=self.bn_eps, bn_momentum=self.bn_momentum)

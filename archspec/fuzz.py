@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import gc
 import math
 import random
 import re
@@ -623,24 +624,27 @@ def fuzz(seed_files: Iterable[str | Path], cases: int = 1000, seed: int = 0, tim
     """Run `cases` mutated inputs drawn from `seed_files`; see the module docstring."""
     files = [Path(p) for p in seed_files]
     report = FuzzReport(seed, time_limit)
-    if check_torch:  # import it now, and keep its many objects out of the garbage collector's scans,
-        import gc    # so that answers are timed as in a process without torch (the CLI's validate)
-
-        import torch  # noqa: F401
-        gc.collect()
-        gc.freeze()
+    if check_torch:
+        import torch  # noqa: F401  (import it now, not inside the first timed answer)
+    # Keep the objects already alive (torch's, or a test session's) out of the garbage collector's scans,
+    # so that answers are timed as in a fresh `archspec validate` process.
+    gc.collect()
+    gc.freeze()
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="archspec-fuzz-") as tmp:
-        folder = Path(tmp)
-        for parent in {p.parent for p in files}:  # the seeds and their neighbours (the parents they extend)
-            for other in parent.glob("*.yaml"):
-                shutil.copy(other, folder / other.name)
-        seeds = [_Seed(folder / p.name) for p in files]
-        for index in range(cases):
-            outcome = run_case(make_case(seeds, seed, index), folder, hang_limit, check_torch)
-            report.add(outcome)
-            if on_outcome is not None:
-                on_outcome(outcome)
+    try:
+        with tempfile.TemporaryDirectory(prefix="archspec-fuzz-") as tmp:
+            folder = Path(tmp)
+            for parent in {p.parent for p in files}:  # the seeds and their neighbours (the parents they extend)
+                for other in parent.glob("*.yaml"):
+                    shutil.copy(other, folder / other.name)
+            seeds = [_Seed(folder / p.name) for p in files]
+            for index in range(cases):
+                outcome = run_case(make_case(seeds, seed, index), folder, hang_limit, check_torch)
+                report.add(outcome)
+                if on_outcome is not None:
+                    on_outcome(outcome)
+    finally:
+        gc.unfreeze()
     report.seconds = time.perf_counter() - start
     return report
 

@@ -233,7 +233,7 @@ def chain(blocks: Sequence[tuple[str, Block]], x: Shape, path: str) -> list[Node
                 block.fail(child_path(path, name), f"the network expands to more than {MAX_BLOCKS:,} blocks "
                                                    "(repeats multiply); reduce the stages' 'repeat'")
             node = block.analyse(x, name, child_path(path, name))
-            if any(d > MAX_DIM for d in node.out_shape):
+            if max(node.out_shape) > MAX_DIM:
                 block.fail(node.path, f"its output {fmt_shape(node.out_shape)} has a dimension over 2^40; "
                                       "the shapes grow without bound")
             nodes.append(node)

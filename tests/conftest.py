@@ -1,8 +1,12 @@
 """Shared helpers: the bundled specs and the live reference models they reproduce."""
 from __future__ import annotations
 
+import multiprocessing
+import os
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,3 +25,44 @@ HEAVY = {"vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19",
 
 def spec_params(paths: list[Path]) -> list:
     return [pytest.param(p, id=p.stem, marks=[pytest.mark.slow] if p.stem in HEAVY else []) for p in paths]
+
+
+# -- heavy per-spec checks, run in the background ---------------------------------------------------------
+# Exporting every spec (test_export) and tracing every spec with dynamo (test_torch_compile) take minutes of
+# CPU. A test module names its heavy test in BACKGROUND_TEST and the job for one spec in background_job(path);
+# the jobs of the collected tests start in two spawned worker processes as soon as collection ends, biggest
+# first, so that they run beside the rest of the suite instead of after it, and each test waits for its own
+# result (`background_result`). Under pytest-xdist, or on one core, each test computes its result itself.
+
+_pool: Any = None
+_futures: dict[tuple[str, Path], Any] = {}
+
+
+def _background_items(session: pytest.Session) -> list[tuple[Any, Path]]:
+    return [(item.module, item.callspec.params["path"]) for item in session.items
+            if getattr(item, "originalname", None) == getattr(getattr(item, "module", None), "BACKGROUND_TEST", 0)]
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    global _pool
+    jobs = _background_items(session)
+    if os.environ.get("PYTEST_XDIST_WORKER") or (os.cpu_count() or 1) < 2 or len(jobs) < 2:
+        return
+    _pool = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"))
+    size = {p: sum(1 for _ in archspec.load(p).analyse().walk()) for p in {path for _, path in jobs}}
+    for module, path in sorted(jobs, key=lambda job: -size[job[1]]):
+        function, args = module.background_job(path)
+        _futures[(module.__name__, path)] = _pool.submit(function, *args)
+
+
+def background_result(module: str, path: Path) -> Any:
+    """The result of `module`'s background job for `path` (computed here if it was not started)."""
+    if (module, path) in _futures:
+        return _futures[(module, path)].result()
+    function, args = sys.modules[module].background_job(path)
+    return function(*args)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _pool is not None:
+        _pool.shutdown(wait=True, cancel_futures=True)

@@ -22,7 +22,7 @@ from archspec.cli import main as cli_main
 from archspec.errors import SpecError
 from archspec.export import (ExportError, example_input, export_program, python_source, run_onnx, run_pt2,
                              save_onnx)
-from conftest import ALL_SPECS, SPECS
+from conftest import ALL_SPECS, SPECS, background_result
 
 TOLERANCE = 1e-4
 SIZES = (32, 64, 96, 128, 160, 192, 224, 256, 299)
@@ -91,8 +91,7 @@ def eager(spec: archspec.Spec, seed: int = 0, calibrate: bool = True) -> torch.n
 
 # -- ONNX and torch.export, every spec -------------------------------------------------------------------
 # Tracing and converting dominate (seconds per network, minutes for the library), so the checks run in
-# two worker processes (spawned; one when pytest-xdist already runs workers), started at the first test
-# for all the selected specs, each test waiting for its own result.
+# the background from the start of the session (conftest.py's background jobs), each test waiting for its own.
 
 def check_formats(path: str) -> dict[str, Any]:
     """Export one spec (small input) to .pt2 and ONNX, run both on another batch size, compare."""
@@ -123,28 +122,16 @@ def check_formats(path: str) -> dict[str, Any]:
         return {"error": traceback.format_exc()}
 
 
-@pytest.fixture(scope="module")
-def formats(request: pytest.FixtureRequest) -> Iterator[Any]:
-    import multiprocessing
-    import os
-    from concurrent.futures import ProcessPoolExecutor
+BACKGROUND_TEST = "test_onnx_and_pt2_match_the_eager_model"
 
-    selected = [item.callspec.params["path"] for item in request.session.items
-                if getattr(item, "originalname", "") == "test_onnx_and_pt2_match_the_eager_model"]
-    workers = 1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, os.cpu_count() or 1)
-    if workers < 2 or len(selected) < 2:
-        yield lambda path: check_formats(str(path))
-        return
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-    biggest_first = sorted(selected, key=lambda p: -len(list(small_spec(p).analyse().walk())))
-    futures = {p: pool.submit(check_formats, str(p)) for p in biggest_first}
-    yield lambda path: futures[path].result() if path in futures else check_formats(str(path))
-    pool.shutdown(wait=True, cancel_futures=True)
+
+def background_job(path: Path) -> tuple[Any, tuple[Any, ...]]:
+    return check_formats, (str(path),)
 
 
 @pytest.mark.parametrize("path", spec_params(FAST_FORMATS))
-def test_onnx_and_pt2_match_the_eager_model(path: Path, formats: Any) -> None:
-    result = formats(path)
+def test_onnx_and_pt2_match_the_eager_model(path: Path) -> None:
+    result = background_result(__name__, path)
     assert "error" not in result, result.get("error")
     assert result["tensor"]  # eval mode: the main output only, even with auxiliary heads
     assert result["pt2"] <= TOLERANCE

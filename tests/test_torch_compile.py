@@ -14,17 +14,16 @@ scale of the outputs; randomly initialised nets in eval mode give logits from 1e
 """
 from __future__ import annotations
 
-import multiprocessing
-import os
-from concurrent.futures import ProcessPoolExecutor
+import functools
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
 import archspec
 from archspec.bench import explain_graphs
-from conftest import ALL_SPECS, SPECS
+from conftest import ALL_SPECS, SPECS, background_result
 
 EXPLAIN_SIZE = 64  # small inputs where the net allows them; else the spec's own size
 
@@ -37,23 +36,21 @@ def explain_size(path: Path) -> int | None:
         return None
 
 
-@pytest.fixture(scope="module")
-def explained() -> dict[str, dict]:
-    """`torch._dynamo.explain` of every bundled spec, eval and train mode, batch 2, on the meta device
-    (dynamo traces with fake tensors, so graphs and breaks are those of any device; nothing is
-    allocated or computed). Tracing takes seconds per spec: two processes share the specs."""
-    jobs = sorted(ALL_SPECS, key=lambda p: -sum(1 for _ in archspec.load(p).analyse().walk()))  # biggest first
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(2, os.cpu_count() or 1), mp_context=context) as pool:
-        futures = {p.stem: pool.submit(explain_graphs, str(p), size=explain_size(p), batch=2) for p in jobs}
-        return {name: future.result() for name, future in futures.items()}
+BACKGROUND_TEST = "test_one_graph_no_breaks"
+
+
+def background_job(path: Path) -> tuple[Any, tuple[Any, ...]]:
+    """`torch._dynamo.explain` of a spec, eval and train mode, batch 2, on the meta device (dynamo traces
+    with fake tensors, so graphs and breaks are those of any device; nothing is allocated or computed).
+    Seconds per spec: it runs in the background (conftest.py)."""
+    return functools.partial(explain_graphs, size=explain_size(path), batch=2), (str(path),)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", ALL_SPECS, ids=[p.stem for p in ALL_SPECS])
-def test_one_graph_no_breaks(explained: dict[str, dict], path: Path) -> None:
+def test_one_graph_no_breaks(path: Path) -> None:
     """Eval mode, and train mode (auxiliary heads, dropout and stochastic depth running)."""
-    for mode, (graphs, breaks, reasons) in explained[path.stem].items():
+    for mode, (graphs, breaks, reasons) in background_result(__name__, path).items():
         assert (graphs, breaks) == (1, 0), f"{path.stem} ({mode}): {graphs} graphs; breaks: {reasons}"
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import archspec
 from archspec.cli import main
 from conftest import ROOT
 
@@ -87,3 +88,12 @@ def test_bad_cli_override_is_located(capsys: pytest.CaptureFixture[str]) -> None
     assert "layer3 (stage): 'repeat'" in err
     assert main(["validate", str(ROOT / "specs/resnet50.yaml"), "--set", "layers.nope.repeat=3"]) == 2
     assert "--set layers.nope.repeat=3:1:1: spec: override 'layers.nope.repeat': no item 'nope'" in capsys.readouterr().err
+
+
+def test_an_error_in_a_shorthand_stage_block_is_located() -> None:
+    """`block: conv` (a bare type name) is located at its key, so an error found in analysis points there."""
+    text = ("name: t\ninput: {channels: 3, size: 8}\ndefaults: {conv: {kernel: 3}}\nlayers:\n  - name: s\n"
+            "    type: stage\n    repeat: 2\n    block: conv\n")
+    with pytest.raises(archspec.SpecError) as info:
+        archspec.loads(text, "t.yaml")
+    assert str(info.value).startswith("t.yaml:8:5: s.0 (conv): missing required field 'out'"), str(info.value)

@@ -2,9 +2,12 @@
 the later ones take the first one's output, so channels change once, at the start."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import model_validator
 
 from ..scaling import Repeats
+from ..source import LocDict
 from .base import Block, build_children, Node, Shape, chain, composite
 
 if TYPE_CHECKING:
@@ -16,6 +19,15 @@ class Stage(Block):
     type: Literal["stage"]
     repeat: Repeats = 1
     block: OneBlock
+
+    @model_validator(mode="before")
+    @classmethod
+    def _locate_shorthand(cls, data: Any) -> Any:
+        """`block: conv` is `block: {type: conv}`, located where it is written (for the block's later errors)."""
+        if isinstance(data, LocDict) and isinstance(data.get("block"), str):
+            block = LocDict({"type": data["block"]}, loc=data.loc_of("block"))
+            data = LocDict({**data, "block": block}, loc=data.loc, key_locs=data.key_locs)
+        return data
 
     def repetitions(self) -> list[tuple[str, Block]]:
         later = self.block.model_copy(update={"stride": 1}) if "stride" in type(self.block).model_fields else self.block

@@ -69,14 +69,12 @@ class MemoryEstimate:
 
 def estimate_memory(spec: Any, batch: int = 1, dtype_bytes: int = 4) -> MemoryEstimate:
     """Parameter, buffer and activation memory of `spec` (an archspec.Spec) from its analysis alone."""
-    from .summary import INDEX_BYTES, MemoryReplay, buffer_counts
+    from .summary import MemoryReplay, buffer_bytes
 
     root = spec.analyse()
-    expanded: dict[int, Any] = {}
-    forward = MemoryReplay(False, batch, dtype_bytes, expanded)
+    forward = MemoryReplay(False, batch, dtype_bytes)  # the eval pass build runs (training is not replayed)
     forward.network(root)
-    floats, ints = buffer_counts(root, expanded)
-    return MemoryEstimate(root.params, root.params * dtype_bytes, floats * dtype_bytes + ints * INDEX_BYTES,
+    return MemoryEstimate(root.params, root.params * dtype_bytes, buffer_bytes(root, dtype_bytes),
                           forward.peak, forward.peak_at, batch, dtype_bytes)
 
 

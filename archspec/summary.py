@@ -88,6 +88,11 @@ class Tensor:
         self.nbytes, self.refs, self.saved = nbytes, 1, False
 
 
+def concrete(node: Node) -> Block:
+    """The block whose module was compiled: a macro block's expansion at the node's input."""
+    return node.block.expand_node(node) if isinstance(node.block, MacroBlock) else node.block
+
+
 class MemoryReplay:
     """Replays what the compiled module allocates, frees and (in training) hands to autograd.
 
@@ -96,11 +101,10 @@ class MemoryReplay:
     module's input is borrowed (the caller holds it) and it returns a new reference to its output. Sizes
     are bytes for the whole batch."""
 
-    def __init__(self, training: bool, batch: int, itemsize: int, expanded: dict[int, Block] | None = None) -> None:
+    def __init__(self, training: bool, batch: int, itemsize: int) -> None:
         self.training, self.batch, self.itemsize = training, batch, itemsize
         self.live = self.peak = self.saved = 0
         self.where = self.peak_at = ""
-        self._concrete: dict[int, Block] = {} if expanded is None else expanded  # macro expansions, by node
 
     # tensors
     def new(self, numel: int, itemsize: int | None = None, per_sample: bool = True) -> Tensor:
@@ -142,17 +146,8 @@ class MemoryReplay:
             self.drop(cur)
             cur = new
 
-    def concrete(self, node: Node) -> Block:
-        """The block whose module was compiled: a macro block's expansion at the node's input."""
-        block = node.block
-        if isinstance(block, MacroBlock):  # as MacroBlock.build expands it
-            if id(node) not in self._concrete:
-                self._concrete[id(node)] = block.expand_node(node)
-            block = self._concrete[id(node)]
-        return block
-
     def run(self, node: Node, x: Tensor) -> Tensor:
-        block = self.concrete(node)
+        block = concrete(node)
         outer, self.where = self.where, node.path
         if node.form == "chain":
             out = self.sequential(node.children, x)
@@ -197,7 +192,7 @@ class MemoryReplay:
         """Whether nn.Residual adds in place after this body layer (nn.py's `_fresh_output`)."""
         while node.form == "chain" and node.children:  # an nn.Sequential: its last module decides
             node = node.children[-1]
-        return not node.children and self.concrete(node).fresh_output(node)
+        return not node.children and concrete(node).fresh_output(node)
 
     def concat(self, node: Node, x: Tensor) -> Tensor:
         outs = [self.run(branch, x) for branch in node.children]  # torch.cat([branch(x) for ...])
@@ -254,26 +249,29 @@ class ActivationMemory:
     training_peak: int  # the peak of live activations during that training forward pass
 
 
-def activation_memory(spec: Spec | Node, batch: int = 1, dtype: str = "fp32",
-                      _expanded: dict[int, Block] | None = None) -> ActivationMemory:
+def activation_memory(spec: Spec | Node, batch: int = 1, dtype: str = "fp32") -> ActivationMemory:
     """Forward (eval) peak and training (kept for backward) activation bytes; see the module docstring."""
     if batch < 1:
         raise ValueError(f"batch must be at least 1, not {batch}")
     root = spec.analyse() if isinstance(spec, Spec) else spec
     itemsize = dtype_size(dtype)[1]
-    expanded = {} if _expanded is None else _expanded
-    infer, train = MemoryReplay(False, batch, itemsize, expanded), MemoryReplay(True, batch, itemsize, expanded)
+    infer, train = MemoryReplay(False, batch, itemsize), MemoryReplay(True, batch, itemsize)
     infer.network(root)
     train.network(root)
     return ActivationMemory(infer.peak, infer.peak_at, train.saved, train.peak)
 
 
-def buffer_counts(root: Node, _expanded: dict[int, Block] | None = None) -> tuple[int, int]:
+def buffer_counts(root: Node) -> tuple[int, int]:
     """(float elements, int64 elements) of the compiled module's buffers: batch-norm running mean and
     variance, and each batch norm's `num_batches_tracked`."""
-    runner = MemoryReplay(False, 1, 1, _expanded)
-    counts = [runner.concrete(node).buffers(node) for node in root.walk() if not node.children]
+    counts = [concrete(node).buffers(node) for node in root.walk() if not node.children]
     return sum(f for f, _ in counts), sum(i for _, i in counts)
+
+
+def buffer_bytes(root: Node, itemsize: int) -> int:
+    """Bytes of the compiled module's buffers, its float ones in a model of `itemsize`-byte elements."""
+    floats, ints = buffer_counts(root)
+    return floats * itemsize + ints * INDEX_BYTES
 
 
 # --- summary -----------------------------------------------------------------------------------------
@@ -465,14 +463,13 @@ def summary(spec: Spec | str | Path, depth: int = 1, batch: int = 1, dtype: str 
     spec = _resolve(spec)
     name, itemsize = dtype_size(dtype)
     root = spec.analyse()
-    expanded: dict[int, Block] = {}  # shared: each macro block is expanded once
-    memory = activation_memory(root, batch, name, expanded)
-    floats, ints = buffer_counts(root, expanded)
+    memory = activation_memory(root, batch, name)
+    floats, ints = buffer_counts(root)
     return Summary(
         name=spec.name, depth=depth, batch=batch, dtype=name, input_shape=root.in_shape, output_shape=root.out_shape,
         rows=tuple(rows(root, depth)), params=root.params, aux_params=spec.aux_params, macs=root.macs,
         aux_macs=spec.aux_macs, buffers=floats + ints, param_bytes=root.params * itemsize,
-        buffer_bytes=floats * itemsize + ints * INDEX_BYTES, input_bytes=batch * _numel(root.in_shape) * itemsize,
+        buffer_bytes=buffer_bytes(root, itemsize), input_bytes=batch * _numel(root.in_shape) * itemsize,
         output_bytes=batch * _numel(root.out_shape) * itemsize, forward_bytes=memory.forward_peak,
         forward_peak_at=memory.forward_peak_at, training_bytes=memory.training)
 

@@ -10,7 +10,6 @@ from .residual import Residual, ResidualUnit
 
 
 class Basic(ResidualUnit):
-    kind = "residual block"
     type: Literal["basic"]
     out: Channels
 

@@ -17,7 +17,6 @@ from .se import SE
 
 
 class Bottleneck(ResidualUnit):
-    kind = "residual block"
     type: Literal["bottleneck"]
     planes: Channels
     expansion: PosInt = 4

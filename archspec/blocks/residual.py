@@ -94,6 +94,7 @@ class ResidualUnit(MacroBlock):
     """What the ResNet family's macro blocks (basic, bottleneck) share: the fields they pass on to the
     residual they expand to, for its activation after the add and its automatic projection."""
 
+    kind = "residual block"
     stride: PosInt = 1
     norm: Norm = "batch"
     activation: Activation = "relu"  # after the body's inner convs and after the addition

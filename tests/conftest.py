@@ -29,7 +29,8 @@ def spec_params(paths: list[Path]) -> list:
 
 # -- heavy per-spec checks, run in the background ---------------------------------------------------------
 # Exporting every spec (test_export) and tracing every spec with dynamo (test_torch_compile) take minutes of
-# CPU. A test module names its heavy test in BACKGROUND_TEST and the job for one spec in background_job(path);
+# CPU. A test module names its heavy test in BACKGROUND_TEST and the job for one spec in background_job(path)
+# (a picklable callable without arguments);
 # the jobs of the collected tests start in two spawned worker processes as soon as collection ends, biggest
 # first, so that they run beside the rest of the suite instead of after it, and each test waits for its own
 # result (`background_result`). Under pytest-xdist, or on one core, each test computes its result itself.
@@ -40,7 +41,7 @@ _futures: dict[tuple[str, Path], Any] = {}
 
 def _background_items(session: pytest.Session) -> list[tuple[Any, Path]]:
     return [(item.module, item.callspec.params["path"]) for item in session.items
-            if getattr(item, "originalname", None) == getattr(getattr(item, "module", None), "BACKGROUND_TEST", 0)]
+            if item.originalname == getattr(item.module, "BACKGROUND_TEST", None)]
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -51,16 +52,14 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     _pool = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"))
     size = {p: sum(1 for _ in archspec.load(p).analyse().walk()) for p in {path for _, path in jobs}}
     for module, path in sorted(jobs, key=lambda job: -size[job[1]]):
-        function, args = module.background_job(path)
-        _futures[(module.__name__, path)] = _pool.submit(function, *args)
+        _futures[(module.__name__, path)] = _pool.submit(module.background_job(path))
 
 
 def background_result(module: str, path: Path) -> Any:
     """The result of `module`'s background job for `path` (computed here if it was not started)."""
     if (module, path) in _futures:
         return _futures[(module, path)].result()
-    function, args = sys.modules[module].background_job(path)
-    return function(*args)
+    return sys.modules[module].background_job(path)()
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

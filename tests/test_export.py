@@ -12,7 +12,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 import torch
@@ -125,8 +125,8 @@ def check_formats(path: str) -> dict[str, Any]:
 BACKGROUND_TEST = "test_onnx_and_pt2_match_the_eager_model"
 
 
-def background_job(path: Path) -> tuple[Any, tuple[Any, ...]]:
-    return check_formats, (str(path),)
+def background_job(path: Path) -> Callable[[], dict[str, Any]]:
+    return functools.partial(check_formats, str(path))
 
 
 @pytest.mark.parametrize("path", spec_params(FAST_FORMATS))

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any
+from typing import Callable
 
 import pytest
 import torch
@@ -39,11 +39,11 @@ def explain_size(path: Path) -> int | None:
 BACKGROUND_TEST = "test_one_graph_no_breaks"
 
 
-def background_job(path: Path) -> tuple[Any, tuple[Any, ...]]:
+def background_job(path: Path) -> Callable[[], dict[str, tuple[int, int, list[str]]]]:
     """`torch._dynamo.explain` of a spec, eval and train mode, batch 2, on the meta device (dynamo traces
     with fake tensors, so graphs and breaks are those of any device; nothing is allocated or computed).
     Seconds per spec: it runs in the background (conftest.py)."""
-    return functools.partial(explain_graphs, size=explain_size(path), batch=2), (str(path),)
+    return functools.partial(explain_graphs, str(path), size=explain_size(path), batch=2)
 
 
 @pytest.mark.slow

@@ -38,6 +38,10 @@ def svg_counts(svg: str) -> dict[str, int]:
     return {kind: len(re.findall(rf'<g id="\w+" class="{kind}"', svg)) for kind in ("node", "edge", "cluster")}
 
 
+def svg_texts(svg: str) -> list[str]:
+    return re.findall(r"<text[^>]*>([^<]*)</text>", svg)
+
+
 def nodes_of(spec: archspec.Spec) -> dict[str, Node]:
     return {n.path: n for n in spec.analyse().walk()}
 
@@ -74,6 +78,11 @@ def test_every_spec_renders_with_the_structure_it_declares(path: Path, detail: s
         assert drawing.clusters == [] and drawing.skip_edges == 0
     elif detail == "block":
         assert drawing.collapsed == [s.path for s in stages]  # one collapsed node per repeated stage
+        # docs/diagrams/ (docs/diagrams/regenerate.sh) holds this drawing: the same texts, in the same order
+        # (title, labels, shapes); coordinates are left to the Graphviz version that drew it.
+        committed = ROOT / "docs" / "diagrams" / f"{spec.name}.svg"
+        assert committed.exists() and svg_texts(committed.read_text()) == svg_texts(out.read_text()), \
+            f"{committed.relative_to(ROOT)} is not this spec's drawing: run docs/diagrams/regenerate.sh"
         assert drawing.skip_edges == drawing.adds
         if spec.name in BLOCK_DETAIL:
             assert (drawing.adds, drawing.concats) == BLOCK_DETAIL[spec.name]

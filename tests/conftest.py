@@ -10,6 +10,14 @@ from typing import Any
 
 import pytest
 
+# Idle OpenMP threads sleep instead of spinning. The suite computes in three processes at once on 2 cores
+# (this one and the two background workers below), and a torch thread that spins while it waits takes the
+# core another process computes on: three processes of two threads ran a ResNet-18 forward 7x slower than
+# with passive waiting. It must be set before torch is loaded; the workers and the subprocesses (the CLI,
+# torchrun) inherit it.
+assert "torch" not in sys.modules, "conftest.py must run before torch is imported"
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
 sys.path.insert(0, str(ROOT))
@@ -30,18 +38,27 @@ def spec_params(paths: list[Path]) -> list:
 # -- heavy per-spec checks, run in the background ---------------------------------------------------------
 # Exporting every spec (test_export) and tracing every spec with dynamo (test_torch_compile) take minutes of
 # CPU. A test module names its heavy test in BACKGROUND_TEST and the job for one spec in background_job(path)
-# (a picklable callable without arguments);
-# the jobs of the collected tests start in two spawned worker processes as soon as collection ends, biggest
-# first, so that they run beside the rest of the suite instead of after it, and each test waits for its own
-# result (`background_result`). Under pytest-xdist, or on one core, each test computes its result itself.
+# (a picklable callable without arguments). The jobs of the collected tests start in two spawned worker
+# processes as soon as collection ends, biggest first, and those tests run last: the rest of the suite runs
+# beside the jobs, and then each test takes its own result (`background_result`), or computes it here when
+# no worker has started it yet, so that this process works on the queue too instead of waiting.
+# Under pytest-xdist, or on one core, each test computes its result itself.
 
 _pool: Any = None
 _futures: dict[tuple[str, Path], Any] = {}
 
 
+def _is_background(item: pytest.Item) -> bool:
+    name = getattr(getattr(item, "module", None), "BACKGROUND_TEST", None)
+    return name is not None and getattr(item, "originalname", None) == name
+
+
 def _background_items(session: pytest.Session) -> list[tuple[Any, Path]]:
-    return [(item.module, item.callspec.params["path"]) for item in session.items
-            if item.originalname == getattr(item.module, "BACKGROUND_TEST", None)]
+    return [(item.module, item.callspec.params["path"]) for item in session.items if _is_background(item)]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=_is_background)  # stable: the background tests last, each group in its own order
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -49,16 +66,25 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     jobs = _background_items(session)
     if os.environ.get("PYTEST_XDIST_WORKER") or (os.cpu_count() or 1) < 2 or len(jobs) < 2:
         return
-    _pool = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"))
+    _pool = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread)
     size = {p: sum(1 for _ in archspec.load(p).analyse().walk()) for p in {path for _, path in jobs}}
     for module, path in sorted(jobs, key=lambda job: -size[job[1]]):
         _futures[(module.__name__, path)] = _pool.submit(module.background_job(path))
 
 
+def _one_thread() -> None:
+    """A worker computes with one thread: its jobs are mostly Python (tracing, converting), and the two
+    workers and this process share 2 cores."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def background_result(module: str, path: Path) -> Any:
-    """The result of `module`'s background job for `path` (computed here if it was not started)."""
-    if (module, path) in _futures:
-        return _futures[(module, path)].result()
+    """The result of `module`'s background job for `path` (computed here if no worker has started it)."""
+    future = _futures.get((module, path))
+    if future is not None and not future.cancel():
+        return future.result()
     return sys.modules[module].background_job(path)()
 
 

@@ -28,7 +28,7 @@ ALL_SPECS = sorted(SPECS.glob("*.yaml"))
 REFERENCED = [p for p in ALL_SPECS if archspec.load(p, analyse=False).reference]
 # Specs whose reference takes seconds to build and run at full size on 2 cores.
 HEAVY = {"vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn",
-         "resnet152", "resnext101_32x8d", "wide_resnet50_2"}
+         "resnet152", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2"}
 
 
 def spec_params(paths: list[Path]) -> list:

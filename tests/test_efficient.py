@@ -206,3 +206,33 @@ def test_mobilenet_v2_width_equals_torchvision_width_mult(width: float) -> None:
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         assert (ours(x) - ref(x)).abs().max().item() <= 1e-4
+
+
+def test_efficientnet_head_follows_timm_and_expansion_4_follows_torchvision() -> None:
+    """The head conv is 1280 x width, rounded (timm's rule); torchvision's is 4 x the last block's scaled
+    width. They agree at B0-B7 and differ at other widths, e.g. 1.13: 1448 (timm) and 4 x 360 = 1440
+    (torchvision), which `expansion: 4` on the head gives."""
+    from timm.models.efficientnet import _gen_efficientnet
+    from torchvision.models.efficientnet import EfficientNet, _efficientnet_conf
+
+    from archspec.interop import transfer
+
+    width = 1.13
+    timm_ref = _gen_efficientnet("efficientnet_b0", channel_multiplier=width, depth_multiplier=1.0, pretrained=False)
+    spec = archspec.load(SPECS / "efficientnet.yaml", overrides={"scaling.width": width})
+    assert spec.params == sum(p.numel() for p in timm_ref.parameters())
+    head = next(n for n in spec.analyse().children if n.name == "head")
+    assert head.out_shape[0] == timm_ref.conv_head.out_channels == 1448
+
+    torch.manual_seed(0)
+    settings, last_channel = _efficientnet_conf("efficientnet_b0", width_mult=width, depth_mult=1.0)
+    ref = EfficientNet(settings, 0.2, last_channel=last_channel).eval()
+    spec = archspec.load(SPECS / "efficientnet.yaml", overrides=[f"scaling.width={width}", "layers.head.out=null",
+                                                                  "layers.head.expansion=4"])
+    ours = archspec.compile(spec).eval()
+    assert spec.params == sum(p.numel() for p in ref.parameters())
+    assert ours.head.conv.out_channels == ref.features[-1][0].out_channels == 1440
+    assert transfer(ref, ours).ok
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert (ours(x) - ref(x)).abs().max().item() <= 1e-4

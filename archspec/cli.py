@@ -257,6 +257,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except ModuleNotFoundError as exc:  # a dependency this command needs (rich, graphviz, torch) is missing
+        print(f"archspec {args.command}: needs the Python package '{exc.name}', which {sys.executable} lacks; "
+              "`pip install -e .` installs archspec's dependencies", file=sys.stderr)
+        return 1
     except Exception as exc:  # a bug in archspec, not in the spec: one line unless debugging
         if os.environ.get("ARCHSPEC_DEBUG"):
             raise

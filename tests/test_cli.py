@@ -197,6 +197,19 @@ def test_a_device_the_machine_lacks_is_a_clear_error(command: str, monkeypatch: 
                                                "machine; use --device cpu")
 
 
+@pytest.mark.parametrize("missing, args", [("pydantic", ["validate", "specs/resnet18.yaml"]),
+                                            ("rich", ["diff", "specs/resnet50.yaml", "specs/resnet101.yaml"])])
+def test_a_missing_dependency_is_named_in_one_line(missing: str, args: list[str]) -> None:
+    """Run before installing (pydantic: archspec cannot even load) or with a dependency gone (rich, at the
+    command's first use): one line naming the package and how to install, exit 1, no traceback."""
+    code = (f"import sys; sys.modules[{missing!r}] = None\n"  # any `import {missing}` now fails
+            "import runpy; sys.argv = ['cli.py', *sys.argv[1:]]; runpy.run_path('cli.py', run_name='__main__')")
+    result = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert f"needs the Python package '{missing}'" in result.stderr and "pip install -e ." in result.stderr
+
+
 def test_validate_and_build_need_no_graphviz_package() -> None:
     """Only drawing needs the graphviz package: a GPU machine without it still validates and builds."""
     code = ("import sys; sys.modules['graphviz'] = None\n"  # any `import graphviz` now fails

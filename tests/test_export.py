@@ -158,6 +158,7 @@ import torch
 
 for line in sys.stdin:
     request = json.loads(line)
+    torch.set_num_threads(request["threads"])  # the test's: the same summation order, the same outputs
     try:
         loader = importlib.util.spec_from_file_location(request["module"], request["py"])
         module = importlib.util.module_from_spec(loader)
@@ -183,7 +184,7 @@ def standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     process = subprocess.Popen([sys.executable, "-I", "-c", WORKER], cwd=folder, stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, text=True)
 
-    def ask(**request: str) -> dict[str, Any]:
+    def ask(**request: Any) -> dict[str, Any]:
         assert process.stdin is not None and process.stdout is not None
         process.stdin.write(json.dumps(request) + "\n")
         process.stdin.flush()
@@ -225,7 +226,7 @@ def test_python_file_runs_standalone(path: Path, tmp_path: Path, standalone: Any
     aux = bool(spec.aux_heads)
     torch.save({"x": x, "y": y, "aux": aux}, tmp_path / "io.pt")
     reply = standalone(module=f"generated_{path.stem}", py=str(result.path), weights=str(result.files[1]),
-                       io=str(tmp_path / "io.pt"))
+                       io=str(tmp_path / "io.pt"), threads=torch.get_num_threads())
     assert "error" not in reply, reply.get("error")
     assert reply["archspec"] == []
     assert reply["keys"] == list(model.state_dict())  # the same names, in the same order

@@ -1,6 +1,7 @@
 """Export: for every bundled spec, the ONNX file (run in onnxruntime), the torch.export program (.pt2) and
 the generated standalone PyTorch file (imported in a process where archspec cannot be imported) give the
-eager model's outputs. Plus the `export` command: default paths, weights, never writing over its inputs.
+eager model's outputs (once per network: conftest.ALIASES names the specs that resolve to another's).
+Plus the `export` command: default paths, weights, never writing over its inputs.
 
 Each spec runs at the smallest input size (of a few) that keeps its parameters and output: the formats do
 not depend on the resolution, and tracing and ONNX conversion are the cost here, not the convolutions."""
@@ -22,7 +23,7 @@ from archspec.cli import main as cli_main
 from archspec.errors import SpecError
 from archspec.export import (ExportError, example_input, export_program, python_source, run_onnx, run_pt2,
                              save_onnx)
-from conftest import ALL_SPECS, SPECS, background_result
+from conftest import NETWORKS, SPECS, background_result
 
 TOLERANCE = 1e-4
 SIZES = (32, 64, 96, 128, 160, 192, 224, 256, 299)
@@ -36,7 +37,7 @@ FAST_PYTHON = FAST_FORMATS | {"se_resnext50_32x4d", "inception_v3", "mobilenet_v
 
 
 def spec_params(fast: set[str]) -> list[Any]:
-    return [pytest.param(p, id=p.stem, marks=[] if p.stem in fast else [pytest.mark.slow]) for p in ALL_SPECS]
+    return [pytest.param(p, id=p.stem, marks=[] if p.stem in fast else [pytest.mark.slow]) for p in NETWORKS]
 
 
 @functools.lru_cache(maxsize=None)

@@ -8,7 +8,7 @@ import pytest
 import archspec
 from archspec import SpecError
 from archspec.source import load_raw
-from conftest import SPECS
+from conftest import ALIASES, SPECS
 
 
 def write(tmp: Path, name: str, text: str) -> Path:
@@ -202,3 +202,12 @@ def test_a_layer_that_is_not_a_block_is_named_by_its_index() -> None:
     with pytest.raises(SpecError) as err:
         archspec.loads("name: n\ninput: {size: 8}\nlayers:\n  - relu\n  - {type: residual, body: [relu, 7]}\n")
     assert str(err.value) == "<string>:5:35: 1.1: expected a mapping here, got 7"
+
+
+def test_family_entry_points_resolve_to_a_member() -> None:
+    """efficientnet.yaml is B0 and inception.yaml is GoogLeNet: the per-spec checks that take seconds
+    (export, dynamo, references) run once for each such pair (conftest.ALIASES)."""
+    assert ALIASES == {"efficientnet_b0": "efficientnet", "inception": "googlenet"}
+    for alias, name in ALIASES.items():
+        a, b = archspec.load(SPECS / f"{alias}.yaml"), archspec.load(SPECS / f"{name}.yaml")
+        assert a.name != b.name and (a.params, a.macs, a.output_shape) == (b.params, b.macs, b.output_shape)

@@ -30,9 +30,14 @@ def launch(tmp_path: Path, *args: str) -> dict:
     return json.loads(out.read_text())
 
 
-@pytest.mark.parametrize("compile_backend", ["none", "aot_eager"])
-def test_two_ranks_hold_identical_weights(tmp_path: Path, compile_backend: str) -> None:
-    result = launch(tmp_path, "--compile", compile_backend)
+@pytest.fixture(scope="module")
+def ddp(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    """Eager ResNet-18 under DDP; its findings and rank 0's trained weights (one launch, two tests)."""
+    folder = tmp_path_factory.mktemp("ddp")
+    return launch(folder, "--wrap", "ddp", "--weights-out", str(folder / "ddp.pt")), folder / "ddp.pt"
+
+
+def check_ranks_in_sync(result: dict) -> None:
     assert result["world_size"] == 2 and result["backend"] == "gloo" and result["steps"] == 3
     assert result["initial_param_spread"] == 0.0  # ranks seeded apart; DDP broadcast rank 0's weights
     assert result["grad_spread"] == 0.0           # every step: all-reduced gradients identical on both ranks
@@ -42,16 +47,28 @@ def test_two_ranks_hold_identical_weights(tmp_path: Path, compile_backend: str) 
     assert rank0 != rank1                         # each rank saw its own data
 
 
-def test_fsdp_trains_as_ddp_does(tmp_path: Path) -> None:
+def test_two_ranks_hold_identical_weights(ddp: tuple[dict, Path]) -> None:
+    result, _ = ddp
+    assert (result["compile"], result["wrap"]) == ("none", "ddp")
+    check_ranks_in_sync(result)
+
+
+def test_two_compiled_ranks_hold_identical_weights(tmp_path: Path) -> None:
+    result = launch(tmp_path, "--compile", "aot_eager")
+    assert (result["compile"], result["wrap"]) == ("aot_eager", "ddp")
+    check_ranks_in_sync(result)
+
+
+def test_fsdp_trains_as_ddp_does(tmp_path: Path, ddp: tuple[dict, Path]) -> None:
     """FSDP2 (`fully_shard` per top-level layer) from the same start on the same batches ends at the
     weights DDP ends at: sharded gradients reduce-scattered to the same averages as DDP's all-reduce."""
     import torch
 
-    ddp = launch(tmp_path, "--wrap", "ddp", "--weights-out", str(tmp_path / "ddp.pt"))
+    ddp_result, ddp_weights = ddp
     fsdp = launch(tmp_path, "--wrap", "fsdp", "--weights-out", str(tmp_path / "fsdp.pt"))
     assert fsdp["wrap"] == "fsdp" and fsdp["initial_param_spread"] == 0.0 and fsdp["param_change"] > 1e-3
     for rank in (0, 1):  # each rank's own batches give the same losses under both
-        assert fsdp["losses"][rank] == pytest.approx(ddp["losses"][rank], rel=1e-5)
-    a, b = torch.load(tmp_path / "ddp.pt"), torch.load(tmp_path / "fsdp.pt")
+        assert fsdp["losses"][rank] == pytest.approx(ddp_result["losses"][rank], rel=1e-5)
+    a, b = torch.load(ddp_weights), torch.load(tmp_path / "fsdp.pt")
     assert list(a) == list(b) and len(a) == 62  # ResNet-18: every parameter, by its module path
     assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-5

@@ -23,7 +23,8 @@ import torch
 
 import archspec
 from archspec.bench import explain_graphs
-from conftest import ALL_SPECS, SPECS, background_result
+from archspec.blocks.base import Node
+from conftest import NETWORKS, SPECS, background_result
 
 EXPLAIN_SIZE = 64  # small inputs where the net allows them; else the spec's own size
 
@@ -36,22 +37,66 @@ def explain_size(path: Path) -> int | None:
         return None
 
 
+def training_paths(root: Node) -> set[tuple[str, bool, bool]]:
+    """What a spec runs in training mode beyond what it runs in eval mode: (block type, inside an auxiliary
+    head, drops: dropout or stochastic depth). Heads run in training only, and dropout, stochastic depth
+    and batch norm take their training branches there; the rest is the eval-mode code."""
+    paths: set[tuple[str, bool, bool]] = set()
+
+    def visit(node: Node, in_head: bool) -> None:
+        in_head = in_head or node.aux
+        drops = node.drop_rate > 0 or (node.type == "dropout" and node.block.p > 0)
+        paths.add((node.type, in_head, drops))
+        for child in node.children:
+            visit(child, in_head)
+
+    visit(root, False)
+    return paths
+
+
+def _traced_in_training() -> set[str]:
+    """Smallest first, each spec with a training path that no smaller spec has."""
+    seen: set[tuple[str, bool, bool]] = set()
+    chosen = set()
+    roots = {path.stem: archspec.load(path).analyse() for path in NETWORKS}
+    for name in sorted(roots, key=lambda name: (sum(1 for _ in roots[name].walk()), name)):
+        if not (paths := training_paths(roots[name])) <= seen:
+            chosen.add(name)
+            seen |= paths
+    return chosen
+
+
+# Eval mode is traced for every network; training mode for the specs that, between them, run every
+# training path (12 of 39): a deeper member of a family runs the same code as its smallest one.
+TRAINED = _traced_in_training()
 BACKGROUND_TEST = "test_one_graph_no_breaks"
 
 
 def background_job(path: Path) -> Callable[[], dict[str, tuple[int, int, list[str]]]]:
-    """`torch._dynamo.explain` of a spec, eval and train mode, batch 2, on the meta device (dynamo traces
-    with fake tensors, so graphs and breaks are those of any device; nothing is allocated or computed).
-    Seconds per spec: it runs in the background (conftest.py)."""
-    return functools.partial(explain_graphs, str(path), size=explain_size(path), batch=2)
+    """`torch._dynamo.explain` of a spec, batch 2, on the meta device (dynamo traces with fake tensors, so
+    graphs and breaks are those of any device; nothing is allocated or computed). Seconds per spec: it
+    runs in the background (conftest.py)."""
+    modes = ("eval", "train") if path.stem in TRAINED else ("eval",)
+    return functools.partial(explain_graphs, str(path), size=explain_size(path), batch=2, modes=modes)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("path", ALL_SPECS, ids=[p.stem for p in ALL_SPECS])
+@pytest.mark.parametrize("path", NETWORKS, ids=[p.stem for p in NETWORKS])
 def test_one_graph_no_breaks(path: Path) -> None:
-    """Eval mode, and train mode (auxiliary heads, dropout and stochastic depth running)."""
-    for mode, (graphs, breaks, reasons) in background_result(__name__, path).items():
+    """Eval mode; train mode (auxiliary heads, dropout, stochastic depth, batch norm) where TRAINED says."""
+    result = background_result(__name__, path)
+    assert list(result) == (["eval", "train"] if path.stem in TRAINED else ["eval"])
+    for mode, (graphs, breaks, reasons) in result.items():
         assert (graphs, breaks) == (1, 0), f"{path.stem} ({mode}): {graphs} graphs; breaks: {reasons}"
+
+
+def test_training_mode_is_traced_for_every_training_path() -> None:
+    paths = {path.stem: training_paths(archspec.load(path).analyse()) for path in NETWORKS}
+    assert set().union(*(paths[name] for name in TRAINED)) == set().union(*paths.values())
+    # Auxiliary heads (each family's own), dropout, stochastic depth, LRN, SE, depthwise, pass-through branches:
+    assert {"googlenet", "inception_v3", "alexnet", "efficientnet", "alexnet_original", "mobilenet_v3_small",
+            "mobilenet_v1", "inception_bn"} <= TRAINED
+    assert len(TRAINED) < len(NETWORKS) / 2
 
 
 def _model(name: str, size: int = 64) -> tuple[torch.nn.Module, torch.Tensor]:

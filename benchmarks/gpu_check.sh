@@ -25,7 +25,10 @@
 # Expected runtime: 9 to 9.5 minutes; it budgets itself to end by 560 s (GPU_CHECK_DEADLINE): setup
 # ~15 s, step 1 ~1-2 min (at most 150 s), step 2 ~30 s, step 3 ~30 s, step 4 until ~410 s (eager ~1.5
 # min, then compiled measurements while they fit; each is written to the file as soon as it is done),
-# step 5 in what is left (skipped under 60 s). Nothing is left running.
+# step 5 in what is left (skipped under 60 s). Nothing is left running. On 2026-11-28's H200 run (results in
+# benchmarks/results/gpu/) step 4 measured 12 of its 16 rows by 538 s; the rest took a second call on the
+# warm machine: `throughput.py --device cuda --models mobilenet_v2,vgg16 --modes compiled` (164 s), then
+# `gpu_checks.py compile OUT/checks_compile.txt --device cuda` (41 s). 15 device minutes hold both calls.
 # Output (into $OUT where set, else benchmarks/results/gpu/; 8 files, $OUT returns at most 8):
 #   gpu_check.log (everything), checks.txt (one PASS/FAIL/SKIP line per check), nvidia_smi.txt,
 #   ddp_nccl.json, ddp_nccl_compiled.json, fsdp_nccl.json, bench_cli.txt, throughput_cuda_<card>.txt

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-# Idle OpenMP threads sleep instead of spinning. The suite computes in three processes at once on 2 cores
-# (this one and the two background workers below), and a torch thread that spins while it waits takes the
-# core another process computes on: three processes of two threads ran a ResNet-18 forward 7x slower than
-# with passive waiting. OpenMP reads it when torch is loaded, which is after this file (it imports no torch);
+# Idle OpenMP threads sleep instead of spinning. The suite computes in several processes at once (this one,
+# the background workers below, the CLI and torchrun subprocesses), and a torch thread that spins while it
+# waits takes the core another process computes on: three processes of two threads on 2 cores ran a
+# ResNet-18 forward 7x slower than with passive waiting. OpenMP reads it when torch is loaded, which is after this file (it imports no torch);
 # the workers and the subprocesses (the CLI, torchrun) inherit it.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 

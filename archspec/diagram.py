@@ -371,15 +371,19 @@ def run_dot(source: str, fmt: str, dot_file: Path) -> bytes:
     RenderError that points to `dot_file`, the source a user can keep instead."""
     advice = f"try --detail stage or block, or write the source with -o {dot_file}"
     try:
-        done = subprocess.run(["dot", f"-T{fmt}"], input=source.encode(), capture_output=True, timeout=DOT_TIMEOUT_S)
+        done = subprocess.run([shutil.which("dot") or "dot", f"-T{fmt}"], input=source.encode(), capture_output=True,
+                              timeout=DOT_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise RenderError(f"Graphviz's dot took over {DOT_TIMEOUT_S:g} s and was stopped; {advice}") from None
+    except OSError as exc:  # found on the PATH but not runnable
+        raise RenderError(f"Graphviz's dot could not be run ({exc.strerror or exc}); {advice}") from None
     if done.returncode < 0:
         name = signal.Signals(-done.returncode).name if -done.returncode in signal.valid_signals() else "a signal"
         raise RenderError(f"Graphviz's dot crashed ({name}); {advice}")
     if done.returncode:
         said = next((line for line in done.stderr.decode(errors="replace").splitlines() if line.strip()), "")
-        raise RenderError(f"Graphviz's dot failed (exit {done.returncode}{': ' + said.strip() if said else ''}); {advice}")
+        said = f": {said.strip()}" if said else ""
+        raise RenderError(f"Graphviz's dot failed (exit {done.returncode}{said}); {advice}")
     return done.stdout
 
 

@@ -42,8 +42,8 @@ MAX_NODES = 400  # in all
 DOT_TIMEOUT_S = 20.0
 
 
-class RenderError(Exception):
-    """Graphviz's `dot` is missing, timed out, crashed or failed; one line that says what to do instead."""
+class RenderError(RuntimeError):
+    """Graphviz's `dot` could not run, timed out, crashed or failed; one line that says what to do instead."""
 
 
 # Colour by kind of block (each block class names its `kind`); the legend lists the kinds a diagram uses.

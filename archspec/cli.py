@@ -148,21 +148,30 @@ def cmd_scale(args: argparse.Namespace) -> int:
 
 
 def cmd_diagram(args: argparse.Namespace) -> int:
-    from .diagram import INSTALL_HINT, render
+    """Draw each spec; a missing, failing or too slow Graphviz `dot` is exit 2 with one line per spec."""
+    from .diagram import INSTALL_HINT, RenderError, render
 
     specs = [Path(p) for p in args.specs]
     folder = Path(args.output) if args.output and (len(specs) > 1 or Path(args.output).is_dir()) else None
     if len(specs) > 1 and folder is None:
         folder = Path(".")
+    status = 0
     for path in specs:
         spec = load_spec(args, str(path))
         target = (folder / f"{spec.name}.svg") if folder else Path(args.output or f"{spec.name}.svg")
-        written, rendered = render(spec, target, args.detail, args.rankdir, inputs=tuple(specs))
+        try:
+            written, rendered = render(spec, target, args.detail, args.rankdir, inputs=tuple(specs))
+        except RenderError as exc:
+            print(f"archspec diagram: {path}: {exc}; nothing written", file=sys.stderr)
+            status = EXIT_SPEC_ERROR
+            continue
         if not rendered and written.suffix == ".dot" and target.suffix != ".dot":
-            print(f"{written}: {INSTALL_HINT}")
+            print(f"archspec diagram: {path}: wrote {written} but not {target}: Graphviz's `dot` is not on the PATH; "
+                  f"install it ({INSTALL_HINT}) and rerun", file=sys.stderr)
+            status = EXIT_SPEC_ERROR
         else:
             print(written)
-    return 0
+    return status
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

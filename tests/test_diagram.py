@@ -14,7 +14,7 @@ import pytest
 import archspec
 from archspec.blocks import BLOCK_CLASSES, AuxHead
 from archspec.blocks.base import Group, Node, fmt_shape
-from archspec.diagram import COLOURS, DETAILS, PLAIN, diagram, render
+from archspec.diagram import COLOURS, DETAILS, MAX_BRANCHES, MAX_NODES, MAX_REPEATS, PLAIN, Drawing, diagram, render
 from conftest import ALL_SPECS, ROOT, SPECS
 from test_cli import NO_TORCH
 
@@ -46,6 +46,21 @@ def nodes_of(spec: archspec.Spec) -> dict[str, Node]:
     return {n.path: n for n in spec.analyse().walk()}
 
 
+def edges(drawing: Drawing) -> list[tuple[str, str, str]]:
+    """(tail, head, label or "") of every edge in the dot source."""
+    return [(a, b, label or "") for a, b, label in
+            re.findall(r'^\s+(\w+) -> (\w+)(?: \[(?:label="?([^" \]]*)"?)?)?', drawing.source, re.M)]
+
+
+def fill(drawing: Drawing, nid: str) -> str:
+    """The fill colour of node `nid`."""
+    return re.search(rf'^\s+{nid} \[.*?fillcolor="([^"]+)"', drawing.source, re.M | re.S).group(1)
+
+
+def legend_colours(drawing: Drawing) -> set[str]:
+    return set(re.findall(r'<td bgcolor="([^"]+)" border="1">', drawing.source))
+
+
 def test_dot_is_installed() -> None:
     assert shutil.which("dot"), "Graphviz's dot is needed for these tests (apt-get install graphviz; .ci/run does)"
 
@@ -59,8 +74,16 @@ def test_every_spec_renders_with_the_structure_it_declares(path: Path, detail: s
     assert rendered and out.suffix == ".svg"
     counts = svg_counts(out.read_text())
     assert counts == {"node": drawing.nodes + 1, "edge": drawing.edges, "cluster": len(drawing.clusters)}  # +1: legend
+    assert drawing.elided == [] and drawing.nodes < MAX_NODES  # the bundled specs are drawn whole
 
     analysed = nodes_of(spec)
+    # One tensor, one label: the edges that leave a node and carry its output are labelled once.
+    labelled = [(tail, label) for tail, _, label in edges(drawing) if label]
+    assert len(labelled) == len(set(labelled)) == len(drawing.shape_labels)
+    # Every colour drawn is in the legend (white included: plain layers and adds), every kind has its row.
+    used = set(re.findall(r'fillcolor="([^"]+)"', drawing.source))
+    assert used <= legend_colours(drawing) | {PLAIN}
+    assert len(re.findall("<tr>", drawing.source)) == len(drawing.kinds) + 1  # + the title row
     # Every edge label is the analysed output shape of the node it leaves.
     for source, label in drawing.shape_labels:
         if source in analysed:
@@ -155,14 +178,18 @@ def test_cli_diagram_default_output_and_no_torch(tmp_path: Path) -> None:
     assert (tmp_path / "resnet152.svg").read_text().count('class="node"') > 10
 
 
-def test_cli_diagram_without_dot_writes_dot_source(tmp_path: Path) -> None:
+def test_cli_diagram_without_dot_writes_dot_source_and_exits_2(tmp_path: Path) -> None:
     env = {**os.environ, "PATH": str(Path(sys.executable).parent)}  # python, but no dot
+    assert shutil.which("dot", path=env["PATH"]) is None
     result = subprocess.run([sys.executable, str(ROOT / "cli.py"), "diagram", str(SPECS / "googlenet.yaml"),
                              "-o", "g.svg"], cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
-    assert result.returncode == 0, result.stderr
-    assert (tmp_path / "g.dot").read_text().startswith("digraph") and not (tmp_path / "g.svg").exists()
-    assert "apt-get install graphviz" in result.stdout + result.stderr
-    assert len((result.stdout + result.stderr).strip().splitlines()) == 1
+    assert result.returncode == 2 and result.stdout == ""
+    assert (tmp_path / "g.dot").read_text().startswith("digraph") and sorted(os.listdir(tmp_path)) == ["g.dot"]
+    message = result.stderr.strip()
+    assert "\n" not in message and "googlenet.yaml: wrote g.dot but not g.svg" in message
+    for install in ("apt-get install graphviz", "brew install graphviz", "conda install -c conda-forge graphviz",
+                    "winget install graphviz", "choco install graphviz"):
+        assert install in message
 
 
 def test_cli_diagram_many_specs_into_a_folder(tmp_path: Path) -> None:
@@ -170,3 +197,115 @@ def test_cli_diagram_many_specs_into_a_folder(tmp_path: Path) -> None:
 
     assert main(["diagram", str(SPECS / "alexnet.yaml"), str(SPECS / "vgg11.yaml"), "-o", str(tmp_path), "--detail", "stage"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["alexnet.svg", "vgg11.svg"]
+
+
+def test_title_says_what_the_parameter_count_includes() -> None:
+    title = diagram(archspec.load(SPECS / "googlenet.yaml")).graph.graph_attr["label"]
+    assert "6,624,904 parameters at inference (+6,379,984 in training-only auxiliary heads; 13,004,888 in all)" in title
+    assert "resnet50: input 3x224x224, 25,557,032 parameters, 4.089 GMACs" in \
+        diagram(archspec.load(SPECS / "resnet50.yaml")).graph.graph_attr["label"]
+
+
+def test_a_block_without_a_skip_is_not_coloured_residual() -> None:
+    spec = archspec.load(SPECS / "efficientnet_b0.yaml")
+    drawing = diagram(spec, "block")
+    residual, plain = COLOURS["residual block"], COLOURS["block without skip"]
+    for stage in ("stage2", "stage6"):  # the first block strides or widens (no skip), the rest add
+        first = drawing.ids[f"{stage}.0"]
+        assert nodes_of(spec)[f"{stage}.0"].form != "residual" and fill(drawing, first) == plain
+        add = drawing.ids[f"{stage}.1"]  # a residual's output is its add; its body box feeds it the labelled edge
+        body = next(tail for tail, head, label in edges(drawing) if head == add and label)
+        assert nodes_of(spec)[f"{stage}.1"].form == "residual" and fill(drawing, body) == residual
+    assert {"residual block", "block without skip"} <= drawing.kinds and {residual, plain} <= legend_colours(drawing)
+
+
+def test_inception_branch_heads_share_a_rank() -> None:
+    drawing = diagram(archspec.load(SPECS / "googlenet.yaml"), "block")
+    firsts = ((1, 0), (2, "reduce"), (3, "reduce"), (4, "pool"))
+    heads = [drawing.ids[f"inception3a.branch{i}.{first}"] for i, first in firsts]
+    assert "\t\t{\n\t\t\trank=same\n" + "".join(f"\t\t\t{nid}\n" for nid in heads) + "\t\t}" in drawing.source
+
+
+def test_legend_lists_concat_adds_and_plain_layers() -> None:
+    legend = diagram(archspec.load(SPECS / "googlenet.yaml")).source.split('legend [label=')[1]
+    assert f'bgcolor="{COLOURS["concat"]}" border="1">concat<' in legend and ">other layer (" in legend
+    assert COLOURS["concat"] != COLOURS["inception"]
+    assert ">+  add (body + skip)<" in diagram(archspec.load(SPECS / "resnet18.yaml")).source
+
+
+def test_stage_detail_names_the_stage() -> None:
+    source = diagram(archspec.load(SPECS / "resnet50.yaml"), "stage").source
+    assert "<b>layer3</b>  bottleneck ×6" in source and "<b>0</b>" not in source and "<i>layer3</i>" not in source
+
+
+def write_spec(folder: Path, name: str, text: str) -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(f"name: {name}\ninput: {{channels: 3, size: 8}}\n{text}")
+    return path
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=60)  # a hang guard, not a timing test
+
+
+def test_a_3000_branch_inception_is_drawn_with_the_rest_elided(tmp_path: Path) -> None:
+    branches = "".join(f"      b{i}: []\n" for i in range(3000))
+    spec = write_spec(tmp_path, "wide", f"layers:\n  - name: inc\n    type: inception\n    branches:\n{branches}")
+    assert spec.stat().st_size < 50_000
+    drawing = diagram(archspec.load(spec))
+    assert drawing.elided == [f"… {3000 - MAX_BRANCHES:,} more branches (not drawn)"]
+    assert len([p for p in drawing.clusters if p.startswith("inc.")]) == MAX_BRANCHES
+    result = run_cli("diagram", str(spec), "-o", "wide.svg", cwd=tmp_path)
+    assert result.returncode == 0 and result.stderr == "" and result.stdout.strip() == "wide.svg"
+    assert f"{3000 - MAX_BRANCHES:,} more branches (not drawn)" in (tmp_path / "wide.svg").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wide.svg", "wide.yaml"]
+
+
+def test_a_19999_block_network_at_layer_detail_is_drawn_with_the_rest_elided(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, "deep", "layers:\n  - {name: stem, type: conv, out: 4, kernel: 1}\n"
+                      "  - {name: s1, type: stage, repeat: 10000, block: {type: conv, out: 4, kernel: 1}}\n"
+                      "  - {name: s2, type: stage, repeat: 9995, block: {type: conv, out: 4, kernel: 1}}\n")
+    drawing = diagram(archspec.load(spec), "layer")
+    assert drawing.elided == [f"… {10000 - MAX_REPEATS:,} more repetitions of conv (not drawn)",
+                              f"… {9995 - MAX_REPEATS:,} more repetitions of conv (not drawn)"]
+    result = run_cli("diagram", str(spec), "--detail", "layer", cwd=tmp_path)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert svg_counts((tmp_path / "deep.svg").read_text())["node"] == drawing.nodes + 1 <= MAX_NODES
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["deep.svg", "deep.yaml"]
+
+
+def test_the_node_budget_elides_the_rest_of_a_long_chain() -> None:
+    layers = "".join(f"  - {{type: conv, out: 4, kernel: 1}}\n" for _ in range(2 * MAX_NODES))
+    drawing = diagram(archspec.loads(f"name: long\ninput: {{channels: 3, size: 8}}\nlayers:\n{layers}"), "stage")
+    assert drawing.elided == [f"… {MAX_NODES + 1:,} more layers (not drawn)"] and drawing.nodes == MAX_NODES + 2
+    assert edges(drawing)[-1][2] == "4x8x8"  # the elided part still passes on its output shape
+
+
+@pytest.mark.parametrize("script, message", [
+    ("kill -ABRT $$", "Graphviz's dot crashed (SIGABRT)"),
+    ("echo 'Error: <stdin>: syntax error in line 1' >&2; exit 1",
+     "Graphviz's dot failed (exit 1: Error: <stdin>: syntax error in line 1)"),
+    ("exec sleep 30", "Graphviz's dot took over 0.5 s and was stopped"),
+    (None, "Graphviz's dot could not be run (Permission denied)"),
+], ids=["crash", "failure", "timeout", "not-runnable"])
+def test_a_failing_dot_is_one_line_exit_2_and_writes_nothing(script: str | None, message: str, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from archspec.cli import main
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "dot").write_text(f"#!/bin/sh\ncat > /dev/null\n{script}\n")
+    (bin_dir / "dot").chmod(0o755 if script else 0o644)  # which() skips a file that is not executable ...
+    if script is None:  # ... so make it look executable to which() only
+        monkeypatch.setattr(shutil, "which", lambda name, *a, **k: str(bin_dir / name))
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(sys.modules["archspec.diagram"], "DOT_TIMEOUT_S", 0.5)  # archspec.diagram is the function
+    out = tmp_path / "out"
+    out.mkdir()
+    assert main(["diagram", str(SPECS / "resnet18.yaml"), "-o", str(out / "r.svg")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"archspec diagram: {SPECS / 'resnet18.yaml'}: {message}")
+    assert f"--detail stage or block, or write the source with -o {out / 'r.dot'}; nothing written" in err
+    assert list(out.iterdir()) == []

@@ -16,7 +16,8 @@ from .spec import Spec, load, loads
 # summary(spec, depth, batch, dtype) and diff(a, b, ...): pure Python, never import torch. Imported here,
 # not lazily, because the functions share the submodule's name: this binding wins over the submodule
 # (which stays importable as `from archspec.summary import ...`).
-from .summary import diff, summary
+from .diff import diff
+from .summary import summary
 # diagram(spec, detail, rankdir): a Drawing (graphviz); imported eagerly for the same reason (~30 ms).
 from .diagram import diagram
 # export(spec, format, ...): the same; archspec/export.py imports torch only when a function runs.

@@ -19,7 +19,7 @@ from .deploy_cli import EXPORT_HELP, PREDICT_HELP, add_export_arguments, add_pre
 from .errors import SpecError
 from .files import write_atomic
 from .spec import load
-from .summary import DTYPES
+from .memory import DTYPES
 from .units import human
 from .perf_cli import add_bench_arguments, add_train_arguments, cmd_bench, cmd_train
 
@@ -110,7 +110,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from .summary import diff
+    from .diff import diff
 
     if args.b is None and not (args.set or args.variant or args.phi is not None):
         raise ValueError("nothing to compare: give a second spec, or --set / --variant / --phi for the first one")

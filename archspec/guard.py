@@ -69,7 +69,7 @@ class MemoryEstimate:
 
 def estimate_memory(spec: Any, batch: int = 1, dtype_bytes: int = 4) -> MemoryEstimate:
     """Parameter, buffer and activation memory of `spec` (an archspec.Spec) from its analysis alone."""
-    from .summary import MemoryReplay, buffer_bytes
+    from .memory import MemoryReplay, buffer_bytes
 
     root = spec.analyse()
     forward = MemoryReplay(False, batch, dtype_bytes)  # the eval pass build runs (training is not replayed)

@@ -2,14 +2,11 @@
 augmentation. Pure data here; the image and tensor work lives in the modules that use torch."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from .blocks.base import PosInt
-
-if TYPE_CHECKING:
-    from .spec import Spec
 
 Triple = tuple[float, float, float]
 IMAGENET_CROP_RATIO = 0.875  # 224 / 256: the usual ImageNet evaluation crop
@@ -49,7 +46,15 @@ class TTA(BaseModel):
 TTASpec = Annotated[TTA, BeforeValidator(_tta_shorthand)]
 
 
-def resize_size(spec: "Spec", tta: bool = False) -> int:
+class Declares(Protocol):
+    """What resize_size reads of a Spec (spec.py imports this module, so not the Spec class itself)."""
+
+    preprocess: Preprocess
+    tta: TTA | None
+    input: Any
+
+
+def resize_size(spec: Declares, tta: bool = False) -> int:
     """The shorter side images are resized to: `tta.resize` with TTA (when declared), else
     `preprocess.resize`. A spec that declares neither gets the ImageNet convention, the input size
     / 0.875 (256 for 224, 342 for Inception-v3's 299)."""

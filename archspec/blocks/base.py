@@ -7,21 +7,20 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
 from math import prod
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Iterator, Literal, NoReturn, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from ..errors import Loc, SpecError
+from ..node import Node, Shape, child_path, fmt_shape
 from ..source import LocDict
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from ..summary import MemoryReplay, Tensor
+    from ..memory import MemoryReplay, Tensor
 
-Shape = tuple[int, ...]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", max_length=64)]
 PosInt = Annotated[int, Field(ge=1, le=1_000_000)]
 NonNegInt = Annotated[int, Field(ge=0, le=1_000_000)]
@@ -57,46 +56,6 @@ def block_budget(limit: int = MAX_BLOCKS) -> Iterator[None]:
 
 def pair(value: int | tuple[int, int]) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else (value[0], value[1])
-
-
-def fmt_shape(shape: Shape) -> str:
-    return "x".join(str(d) for d in shape)
-
-
-@dataclass
-class Node:
-    """One block analysed at its input shape: the unit of summaries, diagrams and compilation."""
-
-    block: "Block"
-    name: str
-    path: str
-    in_shape: Shape
-    out_shape: Shape
-    params: int
-    macs: int  # for a composite: of the children that run at inference (not the auxiliary heads)
-    children: list["Node"] = field(default_factory=list)
-    aux: bool = False  # a training-only auxiliary head
-    drop_rate: float = 0.0  # stochastic depth of a residual block, from the spec's linear rule
-    form: str = "leaf"  # how the children combine: leaf, chain, residual (body + shortcut, added), concat
-    expansion: "Block | None" = None  # a macro block's expansion at `in_shape`, as analysed
-
-    def walk(self) -> Iterator["Node"]:
-        yield self
-        for child in self.children:
-            yield from child.walk()
-
-    @property
-    def type(self) -> str:
-        return self.block.type
-
-    def residual_parts(self) -> tuple[list["Node"], "Node | None"]:
-        """A residual node's body layers and its shortcut (None: the identity)."""
-        body = [c for c in self.children if c.name != "shortcut"]
-        return body, next((c for c in self.children if c.name == "shortcut"), None)
-
-
-def child_path(path: str, name: str) -> str:
-    return f"{path}.{name}" if path else name
 
 
 class Block(BaseModel):

@@ -9,7 +9,7 @@ from .base import Block, BnEps, BnMomentum, Node, Shape
 if TYPE_CHECKING:
     from torch import nn
 
-    from ..summary import MemoryReplay, Tensor
+    from ..memory import MemoryReplay, Tensor
 
 
 class BatchNorm(Block):

@@ -14,7 +14,7 @@ from .base import (Activation, Block, BnEps, BnMomentum, InitStd, Node, NonNegPa
 if TYPE_CHECKING:
     from torch import nn
 
-    from ..summary import MemoryReplay, Tensor
+    from ..memory import MemoryReplay, Tensor
 
 
 class Conv(Block):

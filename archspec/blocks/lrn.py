@@ -15,7 +15,7 @@ from .base import Block, Node, PosInt, Shape
 if TYPE_CHECKING:
     from torch import nn
 
-    from ..summary import MemoryReplay, Tensor
+    from ..memory import MemoryReplay, Tensor
 
 
 class LRN(Block):

@@ -8,7 +8,7 @@ from .base import Block, Node, NonNegPair, Pair, Shape, pair, window_out
 if TYPE_CHECKING:
     from torch import nn
 
-    from ..summary import MemoryReplay, Tensor
+    from ..memory import MemoryReplay, Tensor
 
 
 class Pool(Block):

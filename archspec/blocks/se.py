@@ -18,7 +18,7 @@ from .base import Activation, Block, Node, Shape
 if TYPE_CHECKING:
     from torch import nn
 
-    from ..summary import MemoryReplay, Tensor
+    from ..memory import MemoryReplay, Tensor
 
 
 class SE(Block):

@@ -21,20 +21,11 @@ from archspec.guard import cgroup_headroom, check_memory, estimate_memory
 from archspec.train import check_fits_digits
 from archspec.tta import preprocess
 from conftest import SPECS
+from test_train import DIGITS_CNN
 
-# A digits-sized classifier (1x8x8 in, 10 classes out), so that every command, train included, takes it.
-DIGITS = """\
-name: digits_cnn
-reference: torchvision:resnet18
-input: {channels: 1, size: 8}
-defaults:
-  conv: {norm: batch, activation: relu}
-layers:
-  - {name: stem, type: conv, out: 16, kernel: 3}
-  - {name: block1, type: basic, out: 16}
-  - {name: avgpool, type: global_pool, op: avg, flatten: true}
-  - {name: fc, type: linear, out: 10}
-"""
+# test_train's digits classifier (1x8x8 in, 10 classes out: every command, train included, takes it), with a
+# torchvision reference for predict's class names.
+DIGITS = DIGITS_CNN.replace("input:", "reference: torchvision:resnet18\ninput:")
 HUGE = ["--set", "layers.block1.out=1000000"]  # 9e12 parameters: 32.7 TiB, over any machine's memory
 
 

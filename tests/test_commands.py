@@ -301,3 +301,20 @@ def test_bench_table_fits_a_long_model_name() -> None:
         assert all(line[:end].endswith(cell) for line, cell in zip(
             lines[1:], {"params": ("123,456,789,012", "11,689,512"), "images/s": ("16.0", "80.0"),
                         "latency ms": ("500.00", "100.00"), "first call s": ("0.0", "0.0")}[column])), column
+
+
+def test_on_cuda_the_guard_compares_with_the_free_device_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As on a GPU machine (torch.cuda.mem_get_info stands in for the card): the limit is half its free memory."""
+    from argparse import Namespace
+
+    from archspec.cli_args import check_fits
+
+    asked = []
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: asked.append(device) or (2 << 30, 80 << 30))
+    vgg = archspec.load(SPECS / "vgg16.yaml")  # 528 MiB of parameters
+    assert check_fits(Namespace(), vgg, torch.device("cuda:1"), 8).limit_bytes == 1 << 30
+    assert asked == [torch.device("cuda:1")]
+    with pytest.raises(archspec.SpecError, match=r"at batch 64.*limit 1\.0 GiB \(50% of 2\.0 GiB cuda memory\)"):
+        check_fits(Namespace(), vgg, "cuda", 64, training=True, optimizer_states=1)
+    assert not check_fits(Namespace(allow_large=True), vgg, "cuda", 64, training=True).fits
+    assert check_fits(Namespace(), vgg, torch.device("meta"), 64).limit_bytes is None and len(asked) == 3

@@ -68,9 +68,9 @@ def _regular_file(path: str, what: str, max_bytes: int) -> None:
         raise InputError(f"no such {what}: {path}")
     if not file.is_file():
         raise InputError(f"{what} {path} is not a regular file")
-    if file.stat().st_size > max_bytes:
-        raise InputError(f"{what} {path} is {human_bytes(file.stat().st_size)}, over the {human_bytes(max_bytes)} "
-                         "predict reads")
+    size = file.stat().st_size
+    if size > max_bytes:
+        raise InputError(f"{what} {path} is {human_bytes(size)}, over the {human_bytes(max_bytes)} predict reads")
 
 
 def read_labels(path: str, classes: int) -> list[str]:

@@ -4,7 +4,6 @@ bench's output."""
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -148,16 +147,13 @@ def test_each_allocating_command_refuses_a_spec_over_memory(command: str, digits
     out = tmp_path / "out.onnx"
     extra = [image if a == "IMAGE" else a for a in COMMANDS[command]] + (["-o", str(out)] if command == "export" else [])
     args = [command.split()[0], str(digits), *extra, *HUGE]
-    start = time.perf_counter()
     assert main(args) == 2
-    seconds = time.perf_counter() - start
     error = one_line_error(capsys)
     assert error.startswith(f"{digits}:8:5: block1 (basic): the network needs about ")
     assert "this layer's parameters alone take 32.7 TiB" in error and "--allow-large" in error
     if command in ("bench --train", "train"):
         assert "gradients and optimizer state" in error and "training activations" in error
-    assert no_compile == [] and sorted(p.name for p in tmp_path.iterdir()) == ["digits.yaml", "x.png"]
-    assert seconds < 30  # refused from the analysis alone (about 0.1 s), nothing built
+    assert no_compile == [] and sorted(p.name for p in tmp_path.iterdir()) == ["digits.yaml", "x.png"]  # nothing built
     # --allow-large lets the command go on to build the network (stopped here by the stand-in compile).
     assert main([*args, "--allow-large"]) == 1
     assert "compile reached" in capsys.readouterr().err and len(no_compile) == 1
@@ -186,12 +182,10 @@ def test_predict_refuses_labels_from_a_device_or_over_the_bound(digits: Path, di
                                                                   monkeypatch: pytest.MonkeyPatch,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     args = ["predict", str(digits), "--weights", str(digits_weights), str(gray(tmp_path / "x.png"))]
-    start = time.perf_counter()
     assert main([*args, "--labels", "/dev/zero"]) == 2
     assert one_line_error(capsys) == "archspec predict: labels file /dev/zero is not a regular file"
     assert main([*args, "--labels", str(tmp_path)]) == 2
     assert one_line_error(capsys) == f"archspec predict: labels file {tmp_path} is not a regular file"
-    assert time.perf_counter() - start < 30  # refused before anything is read or built
     monkeypatch.setattr(deploy_cli, "LABELS_MAX_BYTES", 100)
     big = tmp_path / "big.txt"
     big.write_text("a label\n" * 13)  # 104 bytes

@@ -110,12 +110,15 @@ class BenchReport:
         s = self.settings
         lines = [f"{self.name} on {s.device} ({self.device_name}): {s.describe()}, "
                  f"input {'x'.join(map(str, self.input_shape))}"]
-        lines.append(f"  {'model':<28}{'params':>14}{'images/s':>12}{'latency ms':>12}{'IQR':>7}"
-                     f"{'peak memory':>14}{'first call s':>14}")
-        for t in self.timings:
-            memory = f"{t.peak_memory / 2**20:,.0f} MiB" if t.peak_memory is not None else "n/a"
-            lines.append(f"  {t.label:<28}{t.params:>14,}{t.images_per_s:>12,.1f}{t.latency * 1000:>12.2f}"
-                         f"{t.spread():>7.0%}{memory:>14}{t.first_call_s:>14.1f}")
+        header = ["model", "params", "images/s", "latency ms", "IQR", "peak memory", "first call s"]
+        rows = [[t.label, f"{t.params:,}", f"{t.images_per_s:,.1f}", f"{t.latency * 1000:.2f}", f"{t.spread():.0%}",
+                 f"{t.peak_memory / 2**20:,.0f} MiB" if t.peak_memory is not None else "n/a", f"{t.first_call_s:.1f}"]
+                for t in self.timings]
+        # Each column as wide as its widest cell: the model name left-aligned, the figures right-aligned.
+        widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+        for row in [header, *rows]:
+            lines.append("  " + row[0].ljust(widths[0] + 2) + "".join(
+                cell.rjust(w + 2) for cell, w in zip(row[1:], widths[1:])).rstrip())
         if self.ratio is not None:
             lines.append(f"  ratio ours/reference (throughput): {self.ratio:.3f}")
         lines += [f"  note: {n}" for n in self.notes]

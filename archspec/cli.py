@@ -1,6 +1,7 @@
 """The `archspec` command line: a thin shell over the Python API.
 
-Spec problems print one located line and exit 2; other failures print one line and exit 1.
+Spec problems print one located line and exit 2, as do input files a command refuses (InputError: predict's
+images and labels); other failures print one line and exit 1.
 torch is imported only by the commands that build or run a model.
 """
 from __future__ import annotations
@@ -14,9 +15,9 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .blocks.base import fmt_shape
-from .cli_args import load_spec, positive_int
+from .cli_args import add_allow_large, check_fits, load_spec, positive_int
 from .deploy_cli import EXPORT_HELP, PREDICT_HELP, add_export_arguments, add_predict_arguments, cmd_export, cmd_predict
-from .errors import SpecError
+from .errors import InputError, SpecError
 from .files import write_atomic
 from .spec import load
 from .memory import DTYPES
@@ -50,12 +51,10 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     from .bench import example_input, prepare_model, resolve_device, synchronize
     from .compiler import compile
-    from .guard import check_memory
     from .interop import load_weights
 
     device = resolve_device(args.device, allow_meta=True)
-    free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
-    check_memory(spec, device=device.type, device_memory=free, allow_large=args.allow_large)  # before allocating
+    check_fits(args, spec, device)  # before allocating
     start = time.perf_counter()
     model = compile(spec, device)
     built = time.perf_counter() - start
@@ -74,7 +73,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     print(f"  parameters   {measured:,}" + ("" if measured == spec.params else f"  (analysis says {spec.params:,}!)"))
     print(f"  MACs         {spec.macs:,} ({human(spec.macs)})")
     print(f"  input        {fmt_shape((1, *spec.input.shape))}")
-    print(f"  output       {fmt_shape(tuple(y.shape))}  (one forward pass: {forward * 1000:.0f} ms)")
+    # On meta nothing is computed: the time would be torch's one-off loading of its meta kernels.
+    timing = "shapes only on meta" if y.device.type == "meta" else f"one forward pass: {forward * 1000:.0f} ms"
+    print(f"  output       {fmt_shape(tuple(y.shape))}  ({timing})")
     if args.output:
         out = Path(args.output)
         payload = {"format": "archspec-checkpoint/1", "spec": spec.source,
@@ -218,8 +219,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--weights", metavar="FILE", help="a torchvision/timm state_dict or archspec checkpoint")
     c.add_argument("-o", "--output", metavar="FILE", help="write a checkpoint (resolved spec + state_dict), atomically")
     c.add_argument("--force", action="store_true", help="replace an existing --output file")
-    c.add_argument("--allow-large", action="store_true",
-                   help="build even if the estimated memory exceeds half of what is available")
+    add_allow_large(c)
     c.add_argument("--channels-last", action="store_true", help="channels_last memory format for the forward pass")
     c.add_argument("--compile", action="store_true", help="torch.compile the model for the forward pass")
     c = command("summary", cmd_summary, "per-block shapes, parameters, MACs and hyper-parameters, then totals "
@@ -257,6 +257,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except SpecError as exc:
         print(exc, file=sys.stderr)
+        return EXIT_SPEC_ERROR
+    except InputError as exc:  # an image or labels file refused: bad input, like a spec problem
+        print(f"archspec {args.command}: {exc}", file=sys.stderr)
         return EXIT_SPEC_ERROR
     except BrokenPipeError:  # e.g. `archspec summary ... | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -1,8 +1,11 @@
-"""What the command-line modules (cli, perf_cli, deploy_cli) share: argument types and spec loading."""
+"""What the command-line modules (cli, perf_cli, deploy_cli) share: argument types, spec loading and the
+memory guard every command that allocates runs first."""
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
+from .guard import MemoryEstimate, check_memory
 from .spec import Spec, load
 
 
@@ -26,3 +29,22 @@ def load_spec(args: argparse.Namespace, path: str | None = None, variant: str | 
     """The command's spec (`args.spec`, or `path`) with its --set, --variant (or `variant`) and --phi."""
     return load(path or args.spec, getattr(args, "set", None) or None,
                 variant=variant or getattr(args, "variant", None), phi=getattr(args, "phi", None))
+
+
+def add_allow_large(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--allow-large", action="store_true",
+                        help="run even if the estimated memory exceeds half of what is available")
+
+
+def check_fits(args: argparse.Namespace, spec: Spec, device: Any, batch: int = 1, *, training: bool = False,
+               optimizer_states: int = 0) -> MemoryEstimate:
+    """The memory guard, before a command allocates: `spec` at `batch` images on `device` ('cpu', 'cuda:1', a
+    torch.device; on CUDA, against its free memory), unless --allow-large; a located SpecError (exit 2) if it
+    would not fit."""
+    kind, free = str(device).split(":")[0], None
+    if kind == "cuda":
+        import torch
+
+        free = torch.cuda.mem_get_info(torch.device(device))[0]
+    return check_memory(spec, device=kind, batch=batch, device_memory=free, training=training,
+                        optimizer_states=optimizer_states, allow_large=getattr(args, "allow_large", False))

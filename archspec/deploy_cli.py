@@ -6,8 +6,9 @@ as ONNX, a `torch.export` program (.pt2) or a standalone PyTorch file.
     add_predict_arguments(command("predict", cmd_predict, PREDICT_HELP))
     add_export_arguments(command("export", cmd_export, EXPORT_HELP))
 
-As everywhere in archspec, a spec problem prints one located line and exits 2; any other failure (a
-missing or unreadable image, weights that do not fit the spec) prints one line and exits 1.
+As everywhere in archspec, a spec problem prints one located line and exits 2, and so does an input file
+`predict` refuses (an image or labels file that is missing, unreadable or over its size bound: InputError);
+any other failure (weights that do not fit the spec, an existing output) prints one line and exits 1.
 """
 from __future__ import annotations
 
@@ -17,14 +18,17 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .cli_args import load_spec, positive_int
-from .errors import one_line
+from .cli_args import add_allow_large, check_fits, load_spec, positive_int
+from .errors import InputError, one_line
 from .units import human_bytes
 
 PREDICT_HELP = "classify images: the spec's preprocessing (and --tta, its test-time augmentation), top-k classes"
 EXPORT_HELP = "write a spec as ONNX, a torch.export program (.pt2) or a standalone PyTorch source file"
 PROGRESS_MIN_IMAGES = 2  # a progress bar (on stderr) from this many images
 CHECK_TOLERANCE = 1e-3  # export: the largest difference from the eager model's outputs that passes
+LABELS_MAX_BYTES = 16 * 2**20  # predict --labels: a larger file is refused before it is read
+IMAGE_MAX_BYTES = 256 * 2**20  # predict: image files over this are refused unread
+IMAGE_MAX_PIXELS = 89_478_485  # predict: larger images are refused before decoding (Pillow's warning threshold)
 
 
 def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -35,9 +39,11 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     parser.add_argument("--tta", action="store_true",
                         help="average the softmax over the spec's test-time views (its `tta:`, else ten_crop)")
     parser.add_argument("--topk", type=positive_int, default=5, metavar="K", help="classes to show per image (default 5)")
-    parser.add_argument("--labels", metavar="FILE", help="class names, one per line (default: class indices)")
+    parser.add_argument("--labels", metavar="FILE", help="class names, one per line (default: the torchvision "
+                        "reference's categories where the spec has one and as many classes, else class indices)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default: cpu)")
     parser.add_argument("--batch-size", type=positive_int, default=16, metavar="N", help="images per forward pass")
+    add_allow_large(parser)
     return parser
 
 
@@ -51,43 +57,86 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     parser.add_argument("--force", action="store_true", help="replace an existing output file")
     parser.add_argument("--no-check", dest="check", action="store_false",
                         help="do not run the written file against the eager model")
+    add_allow_large(parser)
     return parser
 
 
+def _regular_file(path: str, what: str, max_bytes: int) -> None:
+    """An InputError unless `path` is a regular file of at most `max_bytes` (not /dev/zero, a FIFO, a folder)."""
+    file = Path(path)
+    if not file.exists():
+        raise InputError(f"no such {what}: {path}")
+    if not file.is_file():
+        raise InputError(f"{what} {path} is not a regular file")
+    size = file.stat().st_size
+    if size > max_bytes:
+        raise InputError(f"{what} {path} is {human_bytes(size)}, over the {human_bytes(max_bytes)} predict reads")
+
+
 def read_labels(path: str, classes: int) -> list[str]:
+    """`classes` names, one per line, from a regular file of at most LABELS_MAX_BYTES; InputError otherwise."""
+    _regular_file(path, "labels file", LABELS_MAX_BYTES)
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no such labels file: {path}") from None
+        with open(path, "rb") as f:
+            data = f.read(LABELS_MAX_BYTES + 1)  # bounded even if the file grew since the check
+        if len(data) > LABELS_MAX_BYTES:
+            raise InputError(f"labels file {path} is over the {human_bytes(LABELS_MAX_BYTES)} predict reads")
+        lines = data.decode("utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"cannot read labels from {path}: {one_line(exc)}") from None
+        raise InputError(f"cannot read labels from {path}: {one_line(exc)}") from None
     while lines and not lines[-1].strip():
         lines.pop()
     if len(lines) != classes:
-        raise ValueError(f"{path} has {len(lines)} labels but the network has {classes} classes")
+        raise InputError(f"{path} has {len(lines)} labels but the network has {classes} classes")
     return [line.strip() for line in lines]
 
 
+def reference_categories(spec: Any) -> list[str] | None:
+    """The class names of the spec's torchvision reference (`reference: torchvision:NAME`), from its weights'
+    metadata (no download), when the network has as many classes; else None (timm, no torchvision, ...)."""
+    package, _, name = (spec.reference or "").partition(":")
+    if package != "torchvision":
+        return None
+    try:
+        import torchvision
+
+        categories = torchvision.models.get_model_weights(name).DEFAULT.meta.get("categories")
+    except (ImportError, ValueError, KeyError, AttributeError):
+        return None
+    return list(categories) if categories and (len(categories),) == tuple(spec.output_shape) else None
+
+
 def open_image(path: str) -> Any:
-    """The decoded PIL image at `path`; one-line errors for missing and unreadable files."""
+    """The decoded PIL image at `path`; an InputError (one line) for a missing, unreadable or too large file,
+    refused before decoding."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
+    _regular_file(path, "image", IMAGE_MAX_BYTES)
     try:
-        with Image.open(path) as image:
-            image.load()
-            return image.copy()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no such image: {path}") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, by its size
+            with Image.open(path) as image:
+                if image.width * image.height > IMAGE_MAX_PIXELS:  # Pillow itself refuses only twice as many
+                    raise Image.DecompressionBombError(f"{image.width}x{image.height} pixels")
+                image.load()
+                return image.copy()
+    except Image.DecompressionBombError as exc:
+        raise InputError(f"image {path} is too large to decode ({one_line(exc)}); predict decodes at most "
+                         f"{IMAGE_MAX_PIXELS:,} pixels") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:  # SyntaxError: some broken files
-        raise ValueError(f"cannot read image {path}: {one_line(exc)}") from None
+        raise InputError(f"cannot read image {path}: {one_line(exc)}") from None
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     spec = load_spec(args)
-    missing = [p for p in args.images if not Path(p).is_file()]
+    missing = [p for p in args.images if not Path(p).exists()]
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise FileNotFoundError(f"no such image: {missing[0]}{more}")
+        raise InputError(f"no such image: {missing[0]}{more}")
+    for path in args.images:  # every file before any work: a folder, a device or a huge file is refused now
+        _regular_file(path, "image", IMAGE_MAX_BYTES)
     if len(spec.output_shape) != 1:
         raise ValueError(f"{spec.name} outputs {'x'.join(map(str, spec.output_shape))}, not one score per class; "
                          "predict needs a classifier")
@@ -102,6 +151,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .tta import preprocess, resize_size, tta_of, with_tta
 
     device = resolve_device(args.device)
+    views = tta_of(spec).views if args.tta else 1
+    check_fits(args, spec, device, min(args.batch_size, len(args.images)) * views)  # before allocating
+    labels = labels or reference_categories(spec)
     model = compile(spec, device)
     report = load_weights(model, args.weights)
     print(f"weights: {str(report).splitlines()[0]} from {args.weights}", file=sys.stderr)
@@ -145,7 +197,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     spec = load_spec(args)
 
     from .compiler import compile
-    from .export import check_targets, default_output, export
+    from .export import EXAMPLE_BATCH, check_targets, default_output, export
     from .interop import load_weights
 
     out = Path(args.output) if args.output else default_output(spec, args.format)
@@ -153,6 +205,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise OSError(f"{out} exists; pass --force to replace it")
     protect = [Path(args.spec)] + ([Path(args.weights)] if args.weights else [])
     check_targets(args.format, out, bool(args.weights), protect)  # before any work
+    check_fits(args, spec, "cpu", EXAMPLE_BATCH + 1)  # the check runs the exported model on one more image
     model = compile(spec)
     if args.weights:
         report = load_weights(model, args.weights)

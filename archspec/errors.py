@@ -45,3 +45,8 @@ def one_line(exc: BaseException) -> str:
     """The first line of an exception's message (torch's errors run to pages), or its type's name."""
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+class InputError(ValueError):
+    """A command's input other than the spec (an image, a labels file) that is missing, unreadable or too large:
+    one line and exit 2 on the command line, like a spec problem."""

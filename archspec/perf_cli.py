@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-from .cli_args import load_spec, positive_float, positive_int
+from .cli_args import add_allow_large, check_fits, load_spec, positive_float, positive_int
+from .units import plural
 
 
 def _threads(c: argparse.ArgumentParser) -> None:
@@ -37,6 +38,7 @@ def add_bench_arguments(c: argparse.ArgumentParser) -> None:
     c.add_argument("--warmup", type=positive_int, default=3, metavar="N", help="untimed iterations per model (default 3)")
     c.add_argument("--iters", type=positive_int, default=10, metavar="N", help="timed iterations per model (default 10)")
     _threads(c)
+    add_allow_large(c)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -48,6 +50,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     settings = BenchSettings(device=str(device), batch=args.batch or (256 if device.type == "cuda" else 8),
                              train=args.train, compile=args.compile, amp=args.amp,
                              channels_last=args.channels_last, warmup=args.warmup, iters=args.iters)
+    check_fits(args, spec, device, settings.batch, training=args.train, optimizer_states=1)  # SGD with momentum
     report = bench(spec, settings=settings, reference=args.reference)
     print(report.text())
     return 0
@@ -64,6 +67,7 @@ def add_train_arguments(c: argparse.ArgumentParser) -> None:
     c.add_argument("--test-fraction", type=float, default=0.2, metavar="F",
                    help="held-out share of the data set, stratified by class (default 0.2)")
     _threads(c)
+    add_allow_large(c)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -73,12 +77,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not 0 < args.test_fraction < 1:
         raise ValueError("--test-fraction must be between 0 and 1")
     from .bench import resolve_device
-    from .train import train
+    from .train import DIGITS_SAMPLES, EVAL_BATCH, check_fits_digits, train
 
     _set_threads(args)
     device = resolve_device(args.device)
+    check_fits_digits(spec)
+    check_fits(args, spec, device, min(args.batch, DIGITS_SAMPLES), training=True, optimizer_states=2)  # AdamW
+    check_fits(args, spec, device, EVAL_BATCH)  # the held-out accuracy, in eval batches
     result = train(spec, epochs=args.epochs, batch=args.batch, lr=args.lr, device=device, seed=args.seed,
                    test_fraction=args.test_fraction)
     print(f"{spec.name}: held-out accuracy {result.test_accuracy:.2%} on {result.test_size} digits "
-          f"after {len(result.history)} epochs")
+          f"after {plural(len(result.history), 'epoch')}")
     return 0

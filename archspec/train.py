@@ -25,9 +25,12 @@ import torch
 from torch import nn
 
 from .spec import Spec, load
+from .units import plural
 
 DIGITS_SHAPE = (1, 8, 8)
 DIGITS_CLASSES = 10
+DIGITS_SAMPLES = 1797  # train and held-out together
+EVAL_BATCH = 512  # images per forward pass of the held-out accuracy
 
 # --set overrides that fit a bundled ImageNet spec to 1x8x8 digits and 10 classes (tests/test_train.py).
 # ResNet-18's 7x7/2 stem and 3x3/2 max-pool leave 2x2 maps into layer1; the shapes still fit.
@@ -88,9 +91,15 @@ def check_fits_digits(spec: Spec) -> None:
                         "(--set input.channels=1 --set input.size=8)")
     if tuple(spec.output_shape) != (DIGITS_CLASSES,):
         problems.append(f"its output is {tuple(spec.output_shape)}, digits have 10 classes "
-                        "(--set layers.<classifier>.out=10)")
+                        f"(--set {classifier_override(spec)})")
     if problems:
         raise ValueError(f"spec {spec.name} does not fit the digits data set: " + "; ".join(problems))
+
+
+def classifier_override(spec: Spec) -> str:
+    """`layers.NAME.out=10` for the spec's last top-level linear layer (its classifier), for hints."""
+    linears = [c for c in spec.analyse().children if c.type == "linear" and not c.aux]
+    return f"layers.{linears[-1].name if linears else '<classifier>'}.out={DIGITS_CLASSES}"
 
 
 def loss_of(output: torch.Tensor | tuple[torch.Tensor, ...], target: torch.Tensor,
@@ -108,7 +117,7 @@ def loss_of(output: torch.Tensor | tuple[torch.Tensor, ...], target: torch.Tenso
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 512) -> float:
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = EVAL_BATCH) -> float:
     was_training = model.training
     model.eval()
     correct = 0
@@ -155,8 +164,8 @@ def train(spec: str | Path | Spec, overrides: dict[str, Any] | list[str] | None 
     result = TrainResult(model, spec, train_size=len(x_train), test_size=len(x_test))
     if log:
         log(f"{spec.name}: {sum(p.numel() for p in model.parameters()):,} parameters; digits "
-            f"{len(x_train)} train / {len(x_test)} held-out (seed {seed}); {epochs} epochs of {steps_per_epoch} "
-            f"steps, batch {batch}, AdamW lr {lr:g}, on {device}")
+            f"{len(x_train)} train / {len(x_test)} held-out (seed {seed}); {plural(epochs, 'epoch')} of "
+            f"{plural(steps_per_epoch, 'step')}, batch {batch}, AdamW lr {lr:g}, on {device}")
     with _progress(progress) as bar:
         task = bar.add_task("epoch 1", total=epochs * steps_per_epoch, info="")
         for epoch in range(1, epochs + 1):

@@ -12,6 +12,11 @@ def human(n: int | float, unit: str = "") -> str:
     return f"{n:g} {unit}".rstrip()
 
 
+def plural(n: int, word: str) -> str:
+    """'1 epoch', '2 epochs' (regular English plurals)."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
 def compact(n: int) -> str:
     """1,234,567 -> '1.23M': three significant digits, for diagram labels."""
     for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):

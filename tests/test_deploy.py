@@ -209,7 +209,7 @@ def test_predict_errors_are_one_line(tmp_path: Path, resnet18, capsys: pytest.Ca
             "missing weights": [spec, "--weights", str(tmp_path / "none.pth"), image],
             "labels": [spec, "--weights", str(weights), image, "--labels", str(broken)],
             "spec error": [spec, "--weights", str(weights), image, "--set", "layers.fc.outt=3"]}[case]
-    if case == "spec error":
+    if case in ("spec error", "missing image", "unreadable image", "labels"):  # bad input: exit 2
         expect = 2
     assert run_cli(["predict", *args]) == expect
     err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("weights: ")]

@@ -65,7 +65,7 @@ def hostile() -> dict[str, str]:
         "integer of 100,000 digits": HEAD + "layers: [{type: conv, out: " + "9" * 100_000 + ", kernel: 3}]\n",
         "python object tag": HEAD + "description: !!python/object/apply:os.system ['echo hacked']\nlayers: [relu]\n",
         "2 GB file (sparse)": "@sparse:2000000000",
-        "255 KiB of comments (valid, under the limit)": HEAD + "layers: [relu]\n" + "# padding\n" * 26000,
+        "60 KiB of comments (valid, under the limit)": HEAD + "layers: [relu]\n" + "# padding\n" * 6100,
         "self-extends": "extends: hostile.yaml\n",
         "recursive merge key": HEAD + "a: &a {x: 1, <<: *a}\nlayers: [relu]\n",
         "merge-key bomb (909 bytes)": HEAD + "m:\n  m0: &m0 {k0: 0}\n" + "".join(
@@ -88,7 +88,7 @@ def hostile_files() -> dict[str, dict[str, str]]:
     `@link:TARGET` is a symlink."""
     return {
         "32 chained files, an alias bomb each": chain(32, "variants:\n  x:\n" + bomb(6, "x", "    ")),
-        "32 chained files of 250 KB each": chain(32, "description: " + "x" * 250_000 + "\n"),
+        "32 chained files of 60 KB each": chain(32, "description: " + "x" * 60_000 + "\n"),
         "symlink loop in extends": {"hostile.yaml": "extends: loop.yaml\n", "loop.yaml": "@link:loop2.yaml",
                                     "loop2.yaml": "@link:loop.yaml"},
     }

@@ -348,7 +348,7 @@ def x_extends_chain(rng: random.Random, text: str, seed: str) -> Files:
         if payload == "bomb":
             body += f"variants:\n  v{i}:\n    x:\n  {_alias_bomb(5).replace(chr(10), chr(10) + '  ')}\n"
         elif payload == "bytes":
-            body += f"description: {'x' * rng.choice([1_000, 100_000, 250_000])}\n"
+            body += f"description: {'x' * rng.choice([1_000, 30_000, 60_000])}\n"
         elif payload == "defaults":
             body += f"defaults: {{conv: {{init_std: 0.{i + 1}}}}}\n"
         else:

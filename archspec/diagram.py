@@ -307,7 +307,7 @@ def render(spec: Spec, output: str | Path, detail: Detail = "block", rankdir: st
            inputs: tuple[Path, ...] = ()) -> tuple[Path, bool]:
     """Render to `output` (.svg, .png, .pdf or .dot), atomically. Without Graphviz's `dot`, writes the
     .dot source beside it instead; returns (the path written, whether it was rendered)."""
-    from .files import write_atomic
+    from .files import write_atomic, write_bytes
 
     output = Path(output)
     fmt = output.suffix.lstrip(".").lower()
@@ -316,8 +316,8 @@ def render(spec: Spec, output: str | Path, detail: Detail = "block", rankdir: st
     drawing = diagram(spec, detail, rankdir)
     if fmt == "dot" or not has_dot():
         target = output.with_suffix(".dot")
-        write_atomic(target, lambda tmp: tmp.write_text(drawing.source), inputs)
+        write_atomic(target, lambda tmp: tmp.write_text(drawing.source), force=True, protect=inputs)
         return target, fmt == "dot"
     data = drawing.graph.pipe(format=fmt)
-    write_atomic(output, lambda tmp: tmp.write_bytes(data), inputs)
+    write_bytes(output, data, force=True, protect=inputs)
     return output, True

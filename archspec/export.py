@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from .blocks.base import MacroBlock, Node, fmt_shape
 from .errors import one_line
-from .files import write_atomic
+from .files import check_output, cleanup_on_signals, save_torch, write_atomic, write_bytes
 from .spec import Spec, load
 
 if TYPE_CHECKING:  # torch is imported by the functions that use it: `import archspec` stays torch-free
@@ -63,7 +63,7 @@ def export(spec: str | Path | Spec, format: str, output: str | Path | None = Non
            weights: str | Path | Mapping[str, torch.Tensor] | None = None, *,
            overrides: dict[str, Any] | list[str] | None = None, variant: str | None = None,
            phi: float | None = None, check: bool = True, model: nn.Module | None = None,
-           write_weights: bool | None = None, protect: Iterable[str | Path] = ()) -> ExportResult:
+           write_weights: bool | None = None, protect: Iterable[str | Path] = (), force: bool = False) -> ExportResult:
     """Write `spec` (a path or a loaded Spec) in `format` (onnx, pt2, python) to `output` (default
     ./SPEC_NAME.onnx|.pt2|.py); the eval-mode network, with a dynamic batch dimension.
 
@@ -72,7 +72,8 @@ def export(spec: str | Path | Spec, format: str, output: str | Path | None = Non
     export instead. For `python`, `write_weights` (default: whether `weights` were given) also writes
     the model's state_dict beside the source as OUTPUT.pth, which the generated `build()` loads.
     `check` runs the written file on a fresh input (another batch size) against the eager model and
-    records the max abs difference. Nothing is written over the spec file or `protect`."""
+    records the max abs difference. Nothing is written over the spec file or `protect`, nor over an
+    existing file unless `force` (archspec.files.write_atomic: atomic, no partial file)."""
     import torch
 
     if format not in FORMATS:
@@ -87,7 +88,7 @@ def export(spec: str | Path | Spec, format: str, output: str | Path | None = Non
         guarded.append(Path(weights))
     out = Path(output) if output is not None else default_output(spec, format)
     write_weights = weights is not None if write_weights is None else write_weights
-    check_targets(format, out, write_weights, guarded)
+    check_targets(format, out, write_weights, guarded, force=force)
     report = None
     if model is None:
         from .compiler import compile
@@ -99,13 +100,13 @@ def export(spec: str | Path | Spec, format: str, output: str | Path | None = Non
         report = load_weights(model, weights)
     model = model.eval()
     if format == "python":
-        result = _export_python(spec, model, out, guarded, with_weights=write_weights, check=check)
+        result = _export_python(spec, model, out, guarded, with_weights=write_weights, check=check, force=force)
     else:
         program = export_program(model, spec)
         if format == "onnx":
-            save_onnx(program, out, guarded)
+            save_onnx(program, out, guarded, force=force)
         else:
-            write_atomic(out, lambda tmp: _save_pt2(program, tmp), guarded)
+            write_bytes(out, _pt2_bytes(program), force=force, protect=guarded)
         result = ExportResult(out, format, [out, *_onnx_data_files(out)])
         if check:
             x = example_input(spec, batch=EXAMPLE_BATCH + 1, seed=1).to(_device_of(model))
@@ -116,15 +117,15 @@ def export(spec: str | Path | Spec, format: str, output: str | Path | None = Non
     return result
 
 
-def check_targets(format: str, out: Path, write_weights: bool, protect: Iterable[str | Path]) -> list[Path]:
-    """The files an export writes (the output, and OUTPUT.pth for python with weights); an ExportError
-    if one of them is a file in `protect` (the spec, the weights being read)."""
+def check_targets(format: str, out: Path, write_weights: bool, protect: Iterable[str | Path],
+                  force: bool = False) -> list[Path]:
+    """The files an export writes (the output, and OUTPUT.pth for python with weights); an OutputError
+    if one of them is a file in `protect` (the spec, the weights being read), is no regular file, or
+    exists (without `force`)."""
     targets = [out] + ([out.with_suffix(".pth")] if format == "python" and write_weights else [])
+    protect = list(protect)
     for target in targets:
-        for path in map(Path, protect):
-            if target.resolve() == path.resolve():
-                what = "spec" if path.suffix in (".yaml", ".yml") else "file"
-                raise ExportError(f"refusing to overwrite the input {what} {path}; choose another output (-o)")
+        check_output(target, force=force, protect=protect)
     return targets
 
 
@@ -156,11 +157,16 @@ def export_program(model: nn.Module, spec: Spec) -> torch.export.ExportedProgram
         raise ExportError(f"torch.export failed: {one_line(exc)}") from exc
 
 
-def _save_pt2(program: torch.export.ExportedProgram, path: Path) -> None:
+def _pt2_bytes(program: torch.export.ExportedProgram) -> bytes:
+    """The .pt2 file's bytes, serialised in memory: torch.export.save aborts the process (SIGABRT, from
+    C++) when a write to a file fails, a full disk for one; the bytes are then written by write_atomic."""
+    import io
+
     import torch
 
-    with open(path, "wb") as handle:
-        torch.export.save(program, handle)
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer)
+    return buffer.getvalue()
 
 
 def run_pt2(path: str | Path, x: torch.Tensor) -> torch.Tensor:
@@ -185,23 +191,29 @@ def onnx_program(program: torch.export.ExportedProgram) -> Any:
         raise ExportError(f"ONNX conversion failed: {one_line(exc)}") from exc
 
 
-def save_onnx(program: torch.export.ExportedProgram, path: Path, inputs: Iterable[Path] = ()) -> None:
+def save_onnx(program: torch.export.ExportedProgram, path: Path, inputs: Iterable[Path] = (),
+              force: bool = False) -> None:
     """One self-contained .onnx file, written atomically; a network whose weights pass ONNX's 2 GB
-    limit gets PATH.data beside it (moved in place first, then the .onnx)."""
+    limit gets PATH.data beside it (published first, then the .onnx)."""
     converted = onnx_program(program)
     size = sum(t.numel() * t.element_size() for t in program.state_dict.values())
+    inputs = list(inputs)
     if size < ONNX_SINGLE_FILE_LIMIT:
-        write_atomic(path, lambda tmp: converted.save(str(tmp), external_data=False), list(inputs))
+        write_atomic(path, lambda tmp: converted.save(str(tmp), external_data=False), force=force, protect=inputs)
         Path(f"{path}.data").unlink(missing_ok=True)  # left by an earlier, larger export
         return
-    check_targets("onnx", path, False, inputs)
+    data = Path(f"{path}.data")
+    for target in (path, data):
+        check_output(target, force=force, protect=inputs)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as tmp:
+    # Staged under the final names (the .onnx names its data file), then each moved into write_atomic's
+    # temporary file and published by it.
+    with cleanup_on_signals(), tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as tmp:
         staged = Path(tmp) / path.name
         converted.save(str(staged), external_data=True)
-        for data in Path(tmp).glob(f"{path.name}.data"):
-            os.replace(data, path.parent / data.name)
-        os.replace(staged, path)
+        for source, target in ((Path(f"{staged}.data"), data), (staged, path)):
+            if source.exists():
+                write_atomic(target, lambda t, source=source: os.replace(source, t), force=force, protect=inputs)
 
 
 def _onnx_data_files(path: Path) -> list[Path]:
@@ -225,17 +237,15 @@ def run_onnx(path: str | Path, x: torch.Tensor) -> torch.Tensor:
 # -- standalone PyTorch source -----------------------------------------------------------------------
 
 def _export_python(spec: Spec, model: nn.Module, out: Path, inputs: list[Path], with_weights: bool,
-                   check: bool) -> ExportResult:
-    import torch
-
+                   check: bool, force: bool) -> ExportResult:
     weights_path = out.with_suffix(".pth") if with_weights else None
     source = python_source(spec, weights=weights_path.name if weights_path else None)
     files = [out]
     if weights_path is not None:
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        write_atomic(weights_path, lambda tmp: torch.save(state, tmp), inputs)
+        save_torch(weights_path, state, force=force, protect=inputs)
         files.append(weights_path)
-    write_atomic(out, lambda tmp: tmp.write_text(source), inputs)
+    write_bytes(out, source.encode("utf-8"), force=force, protect=inputs)
     result = ExportResult(out, "python", files)
     if check:
         result.max_abs_diff = check_python_source(source, spec, model)

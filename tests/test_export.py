@@ -311,7 +311,7 @@ def test_export_never_writes_over_its_inputs(tmp_path: Path, capsys: pytest.Capt
     torch.save(archspec.build(spec).state_dict(), weights)
     before = spec.read_bytes(), weights.read_bytes()
     args = ["-o", str(spec)] if target == "spec" else ["-o", str(tmp_path / "resnet18.py")]  # .py + resnet18.pth
-    assert cli_main(["export", str(spec), "--format", "python", "--weights", str(weights), *args]) == 1
+    assert cli_main(["export", str(spec), "--format", "python", "--weights", str(weights), *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "refusing to overwrite the input" in err[0]
     assert (spec.read_bytes(), weights.read_bytes()) == before

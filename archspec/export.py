@@ -17,6 +17,7 @@ same outputs. The file imports only torch (and the standard library).
 """
 from __future__ import annotations
 
+import ast
 import json
 import keyword
 import os
@@ -239,7 +240,9 @@ def run_onnx(path: str | Path, x: torch.Tensor) -> torch.Tensor:
 def _export_python(spec: Spec, model: nn.Module, out: Path, inputs: list[Path], with_weights: bool,
                    check: bool, force: bool) -> ExportResult:
     weights_path = out.with_suffix(".pth") if with_weights else None
-    source = python_source(spec, weights=weights_path.name if weights_path else None)
+    weights_name = weights_path.name if weights_path else None
+    source = python_source(spec, weights=weights_name)
+    check_text_is_data(source, spec, weights_name)  # before anything is written, or run by the check
     files = [out]
     if weights_path is not None:
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
@@ -248,7 +251,7 @@ def _export_python(spec: Spec, model: nn.Module, out: Path, inputs: list[Path], 
     write_bytes(out, source.encode("utf-8"), force=force, protect=inputs)
     result = ExportResult(out, "python", files)
     if check:
-        result.max_abs_diff = check_python_source(source, spec, model)
+        result.max_abs_diff = _compare_python_source(source, spec, model)
     return result
 
 
@@ -259,8 +262,38 @@ def load_python_source(source: str, name: str = "archspec_generated") -> dict[st
     return namespace
 
 
-def check_python_source(source: str, spec: Spec, model: nn.Module) -> float:
-    """Build the generated network, load `model`'s state_dict strictly, compare eval outputs."""
+def check_text_is_data(source: str, spec: Spec, weights: str | None = None) -> None:
+    """Raise unless the free text in `source` (the spec's description; `weights`, a file name given on
+    the command line) is only data: the source generated with other text must have the same syntax tree,
+    string constants aside. Names are identifiers by the spec's Name pattern. So running the file (the
+    export's check does, in this process) runs archspec's code only. (An allow-list of node kinds could
+    not tell injected code from the template's own calls: getattr, os.path, torch.load.)"""
+    neutral = python_source(spec.model_copy(update={"description": "text"}), "text" if weights else None)
+    try:
+        same = _code_shape(source) == _code_shape(neutral)
+    except SyntaxError as exc:
+        raise ExportError(f"internal error: the generated source does not parse ({exc.msg}, line {exc.lineno})") from exc
+    if not same:
+        raise ExportError("internal error: the spec's text changes the generated code, not only its strings")
+
+
+def _code_shape(source: str) -> str:
+    """The syntax tree of `source` with every string constant blanked: what it runs, without its data."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            node.value = ""
+    return ast.dump(tree)
+
+
+def check_python_source(source: str, spec: Spec, model: nn.Module, weights: str | None = None) -> float:
+    """Build the network of `source` (python_source's, for `spec` and `weights`), load `model`'s
+    state_dict strictly, compare eval outputs; after check_text_is_data, as it runs the source."""
+    check_text_is_data(source, spec, weights)
+    return _compare_python_source(source, spec, model)
+
+
+def _compare_python_source(source: str, spec: Spec, model: nn.Module) -> float:
     import torch
 
     namespace = load_python_source(source)
@@ -534,7 +567,24 @@ def _identifier(name: str) -> bool:
     return name.isidentifier() and not keyword.iskeyword(name)
 
 
+def _checked_identifier(name: str) -> str:
+    """`name`, which the source uses as a Python identifier: the spec's Name pattern makes every name one."""
+    if not _identifier(name):
+        raise ExportError(f"internal error: {name!r} is not a Python identifier")
+    return name
+
+
+def _doc_text(text: str) -> str:
+    """`text` for a docstring or a comment: as is where it cannot end or escape one (printable, no quote,
+    no backslash: not even a newline), else as repr shows it (the docstring reads `\\n`, not a newline)."""
+    if text.isprintable() and '"' not in text and "\\" not in text:
+        return text
+    return repr(text)[1:-1].replace("\\", "\\\\").replace('"', '\\"')
+
+
 def _lit(value: Any) -> str:
+    """A Python literal of `value`. Strings (spec text among them) become data only: JSON's string
+    escapes are Python's, and with ensure_ascii no character is left that the source could misread."""
     if isinstance(value, str):
         return json.dumps(value)
     if isinstance(value, tuple):
@@ -664,7 +714,7 @@ class _SourceWriter:
             while name in taken or name in PRELUDE_NAMES or name in ("self", "x", "out", "shortcut", "super"):
                 name, n = f"{base}{n}", n + 1
             taken.add(name)
-            p["name"] = name
+            p["name"] = _checked_identifier(name)
         # Defaults: channels are required; any other argument defaults to its most common value.
         for p in plist:
             default = REQUIRED
@@ -717,8 +767,8 @@ class _SourceWriter:
                 while name in taken:
                     name, n = f"{base}{suffix}{n}", n + 1
                 taken.add(name)
-                cls.name = name
-        self.network_name = _camel(self.spec.name)
+                cls.name = _checked_identifier(name)
+        self.network_name = _checked_identifier(_camel(self.spec.name))
         while self.network_name in taken:
             self.network_name += "Net"
 
@@ -778,17 +828,17 @@ class _SourceWriter:
             if len(runs) <= 2 and "\n" not in one and "Sequential" not in one[len(opener):] and lead + len(one) <= LINE:
                 return one
             return opener + "\n" + "".join(f"{pad}{r},\n" for r in runs) + " " * indent + ")"
-        lines = [f'{pad}("{n}", {self.fmt(e, indent + 4, indent + 8 + len(n))}),\n' for n, e in seq.items]
+        lines = [f"{pad}({_lit(n)}, {self.fmt(e, indent + 4, indent + 8 + len(n))}),\n" for n, e in seq.items]
         return opener + "OrderedDict([\n" + "".join(lines) + " " * indent + "]))"
 
     @staticmethod
     def attr(name: str) -> str:
-        return f"self.{name}" if _identifier(name) else f'getattr(self, "{name}")'
+        return f"self.{name}" if _identifier(name) else f"getattr(self, {_lit(name)})"
 
     def assign(self, name: str, expr: Any) -> str:
         if _identifier(name):
             return f"        self.{name} = {self.fmt(expr, 8, 8 + len(name) + 8)}"
-        return f'        self.add_module("{name}", {self.fmt(expr, 8, 8 + len(name) + 20)})'
+        return f"        self.add_module({_lit(name)}, {self.fmt(expr, 8, 8 + len(name) + 20)})"
 
     @staticmethod
     def where(nodes: list[Node], limit: int = 6) -> str:
@@ -812,7 +862,7 @@ class _SourceWriter:
             signature = ("\n" + " " * 17).join([*lines, line])
         hyper = cls.nodes[0].block.hyper()
         doc = f"{cls.type}" + (f" ({hyper})" if hyper and len(cls.nodes) == 1 else "")
-        doc += f", at {self.where(cls.nodes)}."
+        doc = _doc_text(doc + f", at {self.where(cls.nodes)}.")
         body = cls.body
         if cls.form == "chain":
             lines = [f"class {cls.name}(nn.Sequential):", f'    """{doc}"""', "",
@@ -870,7 +920,7 @@ class _SourceWriter:
         for head in heads:
             taps.setdefault(head.block.tap, []).append(head)
         doc = spec.description or spec.name
-        doc += "" if doc.endswith((".", "!", "?")) else "."
+        doc = _doc_text(doc + ("" if doc.endswith((".", "!", "?")) else "."))
         lines = [f"class {self.network_name}(nn.Module):",
                  f'    """{doc}', "",
                  f"    Input {fmt_shape(root.in_shape)}, output {fmt_shape(root.out_shape)}, {root.params:,} parameters."
@@ -879,7 +929,7 @@ class _SourceWriter:
         for node in trunk:
             lines.append(self.assign(node.name, self.expr(node)))
             for head in taps.get(node.name, ()):
-                lines.append(f"        # auxiliary head, training only (taps {node.name})")
+                lines.append(f"        # auxiliary head, training only (taps {_doc_text(node.name)})")
                 lines.append(self.assign(head.name, self.expr(head)))
         lines += ["", "    def forward(self, x):"]
         for node in trunk:
@@ -895,7 +945,7 @@ class _SourceWriter:
 
     @staticmethod
     def aux_var(head: Node) -> str:
-        return f"aux_{head.name}"  # head names are identifiers (the spec's Name pattern)
+        return _checked_identifier(f"aux_{head.name}")  # head names are identifiers (the spec's Name pattern)
 
     def prelude(self) -> list[str]:
         lines: list[str] = []
@@ -919,9 +969,9 @@ class _SourceWriter:
         network = self.write_network()
         spec, root = self.spec, self.root
         weights = self.weights
-        usage = f'build("{weights}")' if weights else 'build("weights.pth")'
+        usage = f'build("{_doc_text(weights)}")' if weights else 'build("weights.pth")'
         header = [
-            f'"""{spec.name}: {spec.description or "a network"}.',
+            f'"""{_doc_text(spec.name)}: {_doc_text(spec.description or "a network")}.',
             "",
             f"Generated by archspec {version} (`archspec export --format python`); plain PyTorch, it imports",
             "only torch. The module names and the state_dict keys are those of `archspec.build`, so",
@@ -939,6 +989,7 @@ class _SourceWriter:
             "import torch",
             "from torch import nn",
             "",
+            f"DESCRIPTION = {_lit(spec.description)}",
             f"INPUT_SHAPE = {_lit(tuple(root.in_shape))}",
             f"RESIZE = {resize_size(spec)}  # shorter side before the centre crop to the input size",
             f"MEAN = {_lit(tuple(spec.preprocess.mean))}",
@@ -1040,6 +1091,6 @@ def drop_path(x, rate, training):
     return x * mask.div_(keep)'''
 
 
-__all__ = ["ExportError", "ExportResult", "FORMATS", "check_python_source", "check_targets", "default_output",
-           "example_input", "export", "export_program", "load_python_source", "python_source", "run_onnx", "run_pt2",
-           "save_onnx"]
+__all__ = ["ExportError", "ExportResult", "FORMATS", "check_python_source", "check_targets", "check_text_is_data",
+           "default_output", "example_input", "export", "export_program", "load_python_source", "python_source",
+           "run_onnx", "run_pt2", "save_onnx"]

@@ -23,7 +23,7 @@ from archspec.cli import main as cli_main
 from archspec.errors import SpecError
 from archspec.export import (ExportError, example_input, export_program, python_source, run_onnx, run_pt2,
                              save_onnx)
-from conftest import NETWORKS, SPECS, background_result
+from conftest import NETWORKS, ROOT, SPECS, background_result
 
 TOLERANCE = 1e-4
 SIZES = (32, 64, 96, 128, 160, 192, 224, 256, 299)
@@ -328,3 +328,65 @@ def test_export_refuses_overrides_for_a_loaded_spec(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="apply to a spec file"):
         archspec.export(archspec.load(SPECS / "resnet18.yaml"), "python", tmp_path / "r.py", overrides=["input.size=64"])
     assert not (tmp_path / "r.py").exists()
+
+
+# -- text from a spec reaches the Python file as data only ---------------------------------------------
+
+HOSTILE = ['"""; import os; os.system(\'touch PWNED\') #', "'''; import os; os.system('touch PWNED') #",
+           "ends in a backslash \\", "\\N{DIGIT ONE} and \\N, \\x41, \\u0041", "two\nlines\r\nand\ttabs",
+           "quotes: \" '' \"\"\" ''' `", "non-ASCII: é, 中文, 😀", "null \x00 byte, NEL \x85, LS \u2028, surrogate \ud800"]
+
+
+def tiny_spec(folder: Path, description: str) -> Path:
+    import yaml
+
+    path = folder / "tiny.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "tiny", "description": description, "input": {"channels": 3, "size": 8},
+        "layers": [{"type": "conv", "out": 4, "kernel": 3, "name": "stem"},
+                   {"type": "residual", "name": "block", "body": [{"type": "conv", "out": 4, "kernel": 3, "padding": 1}]},
+                   {"type": "global_pool"}, {"type": "flatten"}, {"type": "linear", "out": 2, "name": "fc"}]}))
+    return path
+
+
+@pytest.mark.parametrize("description", HOSTILE, ids=range(len(HOSTILE)))
+def test_spec_text_reaches_the_python_file_as_data_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str], description: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    spec = tiny_spec(tmp_path, description)
+    assert archspec.load(spec).description == description  # YAML gives the text back exactly
+    assert cli_main(["export", str(spec), "--format", "python", "--weights", str(weights_of(spec)),
+                     "-o", str(tmp_path / 'w"""x.py')]) == 0, capsys.readouterr().err
+    assert "checked: the generated module matches" in capsys.readouterr().out
+    # Imported by a fresh Python (where PWNED would be created), the file gives the text back as data.
+    probe = ("import importlib.util, json, sys; s = importlib.util.spec_from_file_location('g', sys.argv[1]); "
+             "m = importlib.util.module_from_spec(s); s.loader.exec_module(m); "
+             "print(json.dumps([m.DESCRIPTION, m.WEIGHTS, m.__doc__ is not None, type(m.build()).__name__]))")
+    result = subprocess.run([sys.executable, "-I", "-B", "-c", probe, 'w"""x.py'], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [description, 'w"""x.pth', True, "Tiny"]
+    assert not list(tmp_path.rglob("PWNED")) and not (ROOT / "PWNED").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.yaml", "tv.pth", 'w"""x.pth', 'w"""x.py']
+
+
+def weights_of(spec: Path) -> Path:
+    path = spec.parent / "tv.pth"
+    torch.save(archspec.build(spec).state_dict(), path)
+    return path
+
+
+def test_the_check_refuses_source_whose_code_the_text_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """With the docstrings written unescaped (as before), the text is code: refused before anything is
+    written or run."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys.modules["archspec.export"], "_doc_text", lambda text: text)  # (archspec.export: the function)
+    spec = tiny_spec(tmp_path, '""" + str(__import__("os").system("touch PWNED")) + """')
+    assert cli_main(["export", str(spec), "--format", "python"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the spec's text changes the generated code, not only its strings" in err
+    spec = tiny_spec(tmp_path, "\\N")
+    assert cli_main(["export", str(spec), "--format", "python"]) == 1
+    assert "internal error: the generated source does not parse" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.yaml"]  # nothing written, nothing run

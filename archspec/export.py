@@ -897,7 +897,7 @@ class _SourceWriter:
         if has_act:
             lines.append(self.assign("act", body.act))
         has_drop = not (isinstance(body.drop, Lit) and body.drop.value == 0.0)
-        drop_attr = "drop_rate" if "drop_rate" not in dict(body.items) else "_drop_rate"
+        drop_attr = "drop_rate"  # a reserved name: no child of the block has it
         if has_drop:
             lines.append(f"        self.{drop_attr} = {self.fmt(body.drop, 8)}  # stochastic depth, in training")
         lines += ["", "    def forward(self, x):"]

@@ -17,6 +17,8 @@ from typing import Any, Callable, Iterator
 
 import pytest
 import torch
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 import archspec
 from archspec.cli import main as cli_main
@@ -390,3 +392,35 @@ def test_the_check_refuses_source_whose_code_the_text_changes(tmp_path: Path, mo
     assert cli_main(["export", str(spec), "--format", "python"]) == 1
     assert "internal error: the generated source does not parse" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.yaml"]  # nothing written, nothing run
+
+
+# -- every name that validates builds and exports --------------------------------------------------------
+
+NEAR_MISSES = ["add", "appendix", "bodies", "drop", "rate", "module", "Training", "to_", "pop1", "trainer", "ipu2",
+               "named", "half_", "Spec", "cuda0", "state", "forward_", "Forward", "extra", "children_"]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@example(name="append", where="sequence")  # these validated, then failed to build: always tried
+@example(name="pop", where="aux")
+@example(name="body", where="residual")
+@example(name="drop_rate", where="residual")
+@example(name="extend", where="top")
+@example(name="insert", where="branch")
+@given(name=st.from_regex(r"[A-Za-z][A-Za-z0-9_]{0,10}", fullmatch=True) | st.sampled_from(NEAR_MISSES),
+       where=st.sampled_from(["top", "sequence", "residual", "branch", "aux"]))
+def test_every_name_that_validates_builds_and_exports(tmp_path: Path, name: str, where: str) -> None:
+    from archspec.blocks.base import RESERVED_NAMES
+    from test_compile import named_spec
+
+    path = tmp_path / "net.yaml"
+    path.write_text(named_spec(name, where))
+    try:
+        spec = archspec.load(path)
+    except SpecError as exc:  # refused: reserved, or the name of a sibling in the small spec
+        assert name in RESERVED_NAMES | {"shortcut", "act", "c", "other", "stem", "fc", "seq", "res", "mix", "head"}, exc
+        return
+    model = archspec.build(spec)
+    result = archspec.export(spec, "python", tmp_path / "net.py", model=model, force=True)
+    assert result.max_abs_diff is not None and result.max_abs_diff <= TOLERANCE
+    assert name in dict(model.named_modules()) or any(k.endswith(f".{name}") for k in dict(model.named_modules()))

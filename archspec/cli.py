@@ -1,6 +1,7 @@
 """The `archspec` command line: a thin shell over the Python API.
 
-Spec problems print one located line and exit 2; other failures print one line and exit 1.
+Spec problems print one located line and exit 2, as does an output that cannot be written (files.OutputError);
+other failures print one line and exit 1.
 torch is imported only by the commands that build or run a model.
 """
 from __future__ import annotations

@@ -253,7 +253,7 @@ def test_generated_source_reads_like_the_spec() -> None:
 
 
 def test_python_source_refuses_a_module_it_cannot_write() -> None:
-    from archspec.export import module_expr
+    from archspec.pycode import module_expr
 
     with pytest.raises(ExportError, match="cannot write a torch.nn.modules.rnn.LSTM"):
         module_expr(torch.nn.LSTM(3, 3), "layer")
@@ -383,7 +383,7 @@ def test_the_check_refuses_source_whose_code_the_text_changes(tmp_path: Path, mo
     """With the docstrings written unescaped (as before), the text is code: refused before anything is
     written or run."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys.modules["archspec.export"], "_doc_text", lambda text: text)  # (archspec.export: the function)
+    monkeypatch.setattr(sys.modules["archspec.pywriter"], "_doc_text", lambda text: text)
     spec = tiny_spec(tmp_path, '""" + str(__import__("os").system("touch PWNED")) + """')
     assert cli_main(["export", str(spec), "--format", "python"]) == 1
     err = capsys.readouterr().err

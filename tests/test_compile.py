@@ -120,14 +120,13 @@ def container_attributes() -> set[str]:
     import re
     import textwrap
 
-    from archspec.nn import Concat, Network, Residual
+    from archspec.nn import Concat, Residual
 
     name = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")  # blocks/base.py's Name: nothing else can collide
     weights = archspec.build(SPECS / "resnet18.yaml", device="meta").state_dict()
     model = archspec.build(SPECS / "resnet18.yaml", device="meta", weights=weights)  # + spec, transfer_report
-    containers = [torch.nn.Module(), torch.nn.Sequential(), Residual([], None, None), Concat([]), model]
+    containers = [torch.nn.Module(), torch.nn.Sequential(), Residual([], None, None), Concat([]), model]  # model: a Network
     names = {n for c in containers for n in [*dir(type(c)), *vars(c)] if name.match(n)}
-    names.discard(next(iter(model._modules)))  # a child, not an attribute
     print(textwrap.fill(" ".join(sorted(names)), 112, initial_indent="    ", subsequent_indent="    "))
     return names
 

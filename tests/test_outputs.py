@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+import archspec
 from archspec import files
 from archspec.cli import main
 from archspec.files import OutputError, check_output, save_torch, write_atomic, write_bytes
@@ -208,7 +209,7 @@ write_atomic(Path(sys.argv[1]), write)
 """
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
 def test_a_signal_while_writing_leaves_no_temporary_file(tmp_path: Path, signum: int) -> None:
     process = subprocess.Popen([sys.executable, "-c", SIGNALLED, str(tmp_path / "out.bin")], cwd=ROOT,
                                stdout=subprocess.PIPE, text=True)
@@ -248,3 +249,26 @@ def test_signal_handlers_are_restored(tmp_path: Path) -> None:
     with pytest.raises(OutputError):
         write_bytes(tmp_path / "a", b"b")
     assert {s: signal.getsignal(s) for s in files.CLEANUP_SIGNALS} == before
+
+
+def test_onnx_with_external_data_is_published_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Weights past ONNX's 2 GB limit go to OUT.onnx.data: staged under the final names, each file then
+    published by the writer (here with the limit lowered to 0 for a small network)."""
+    import torch
+
+    from archspec.export import example_input, export_program, run_onnx, save_onnx
+
+    spec = archspec.load(SPECS / "resnet18.yaml", overrides={"input.size": 32})
+    model = archspec.build(spec).eval()
+    program = export_program(model, spec)
+    monkeypatch.setattr(sys.modules["archspec.export"], "ONNX_SINGLE_FILE_LIMIT", 0)
+    out = tmp_path / "r18.onnx"
+    save_onnx(program, out)
+    assert listing(tmp_path) == ["r18.onnx", "r18.onnx.data"]
+    with pytest.raises(OutputError, match="r18.onnx exists; pass --force"):
+        save_onnx(program, out)
+    save_onnx(program, out, force=True)
+    assert listing(tmp_path) == ["r18.onnx", "r18.onnx.data"]
+    x = example_input(spec, batch=3, seed=1)
+    with torch.no_grad():
+        assert (run_onnx(out, x) - model(x)).abs().max().item() <= 1e-4

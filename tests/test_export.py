@@ -406,11 +406,12 @@ NEAR_MISSES = ["add", "appendix", "bodies", "drop", "rate", "module", "Training"
 @example(name="body", where="residual")
 @example(name="drop_rate", where="residual")
 @example(name="extend", where="top")
+@example(name="body", where="top")  # a residual's attribute, not the network's: accepted, and it builds
 @example(name="insert", where="branch")
 @given(name=st.from_regex(r"[A-Za-z][A-Za-z0-9_]{0,10}", fullmatch=True) | st.sampled_from(NEAR_MISSES),
        where=st.sampled_from(["top", "sequence", "residual", "branch", "aux"]))
 def test_every_name_that_validates_builds_and_exports(tmp_path: Path, name: str, where: str) -> None:
-    from archspec.blocks.base import RESERVED_NAMES
+    from archspec.blocks.base import RESERVED_NAMES, RESIDUAL_RESERVED
     from test_compile import named_spec
 
     path = tmp_path / "net.yaml"
@@ -418,7 +419,8 @@ def test_every_name_that_validates_builds_and_exports(tmp_path: Path, name: str,
     try:
         spec = archspec.load(path)
     except SpecError as exc:  # refused: reserved, or the name of a sibling in the small spec
-        assert name in RESERVED_NAMES | {"shortcut", "act", "c", "other", "stem", "fc", "seq", "res", "mix", "head"}, exc
+        reserved = RESERVED_NAMES | (RESIDUAL_RESERVED if where == "residual" else set())
+        assert name in reserved | {"c", "other", "stem", "fc", "seq", "res", "mix", "head"}, exc
         return
     model = archspec.build(spec)
     result = archspec.export(spec, "python", tmp_path / "net.py", model=model, force=True)

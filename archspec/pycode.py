@@ -302,6 +302,9 @@ def _lit(value: Any) -> str:
     return repr(value)
 
 
+# The module-level names of every generated file: a generated class or parameter never takes one.
+PRELUDE_NAMES = {"ConvNormAct", "SqueezeExcite", "activation", "drop_path", "ACTIVATIONS", "OrderedDict",
+                 "torch", "nn", "build", "DESCRIPTION", "INPUT_SHAPE", "MEAN", "STD", "RESIZE", "WEIGHTS"}
 PRELUDE_ACTIVATIONS = '''\
 ACTIVATIONS = {"relu": nn.ReLU, "relu6": nn.ReLU6, "silu": nn.SiLU, "hardswish": nn.Hardswish,
                "hardsigmoid": nn.Hardsigmoid, "sigmoid": nn.Sigmoid, "gelu": nn.GELU, "tanh": nn.Tanh}

@@ -1,13 +1,10 @@
-"""The standalone PyTorch file (`export --format python`), generated from the analysis tree: each block type that
-is a module of its own (a macro block such as `bottleneck`, a `residual`, an `inception`) becomes an
-`nn.Module` class named after it; its instances are compared and the hyper-parameters that differ between them
-(channels, stride, ...) become constructor arguments, the rest stay literals. Leaf layers are read off the
-compiled module (built on `meta`, so nothing is allocated), so the file builds exactly the module tree
-`archspec.build` does: the same state_dict keys and shapes (`load_state_dict(strict=True)`), and the same
-outputs. The file imports only torch (and the standard library).
-
-Text from the spec reaches the file as data only: `_lit` for values and names, `_doc_text` for docstrings and
-comments; `check_text_is_data` proves it for each file.
+"""The standalone PyTorch file (`export --format python`), generated from the analysis tree: each block type
+that is a module of its own (a macro block such as `bottleneck`, a `residual`, an `inception`) becomes an
+`nn.Module` class named after it, whose constructor takes the hyper-parameters that differ between its
+instances (channels, stride, ...); the rest stay literals. Leaf layers are read off the compiled module (on
+`meta`), so the file builds the module tree `archspec.build` does: the same state_dict keys and shapes, the
+same outputs. It imports only torch (and the standard library). The spec's text is data only in it (`_lit`,
+`_doc_text`), and `check_text_is_data` proves that for each file.
 """
 from __future__ import annotations
 
@@ -16,14 +13,13 @@ from collections import Counter, OrderedDict
 from typing import Any
 
 from .blocks.base import MacroBlock, Node, fmt_shape
-from .pycode import (PRELUDE_ACTIVATIONS, PRELUDE_CONV, PRELUDE_DROP_PATH, PRELUDE_SE, REQUIRED, SIGNATURES, Body,
-                     Call, ClassDef, ExportError, Hole, Lit, Name, Seq, _call, _camel, _checked_identifier, _doc_text,
-                     _holes, _identifier, _lit, _map_body, _skeleton, _typed, module_expr)
+from .pycode import (PRELUDE_ACTIVATIONS, PRELUDE_CONV, PRELUDE_DROP_PATH, PRELUDE_NAMES, PRELUDE_SE, REQUIRED,
+                     SIGNATURES, Body, Call, ClassDef, ExportError, Hole, Lit, Name, Seq, _call, _camel,
+                     _checked_identifier, _doc_text, _holes, _identifier, _lit, _map_body, _skeleton, _typed,
+                     module_expr)
 from .spec import Spec
 
 CLASS_NAMES = {"mbconv": "MBConv", "inception_v1": "InceptionV1", "basic": "BasicBlock", "se": "SE"}
-PRELUDE_NAMES = {"ConvNormAct", "SqueezeExcite", "activation", "drop_path", "ACTIVATIONS", "OrderedDict",
-                 "torch", "nn", "build", "DESCRIPTION", "INPUT_SHAPE", "MEAN", "STD", "RESIZE", "WEIGHTS"}
 LINE = 110
 
 
@@ -55,6 +51,39 @@ def _code_shape(source: str) -> str:
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
             node.value = ""
     return ast.dump(tree)
+
+
+def _name_params(plist: list[dict[str, Any]], in_ch: tuple[int, ...], out_ch: tuple[int, ...]) -> None:
+    """Name a class's constructor parameters: the block's input and output channels, then the hole's
+    argument where that is unique, else its path; each a distinct identifier."""
+    for p in plist:
+        p["name"] = None
+        if p["kind"] == "channels" and p["values"] == in_ch:
+            p["name"] = "in_channels"
+        elif p["kind"] == "channels" and p["values"] == out_ch:
+            p["name"] = "out_channels"
+    inner_channels = [p for p in plist if p["kind"] == "channels" and p["name"] is None]
+    kinds = Counter(p["kind"] for p in plist if p["name"] is None)
+    for p in plist:
+        if p["name"] is not None:
+            continue
+        path, arg, kind = p["holes"][0]
+        if kind == "channels" and len(inner_channels) == 1:
+            p["name"] = "width"
+        elif kind != "channels" and kinds[kind] == 1:
+            p["name"] = kind
+        else:
+            short = {"out_channels": "out", "in_channels": "in", "out_features": "out", "in_features": "in",
+                     "num_features": "channels"}.get(arg, arg)
+            p["name"] = "_".join([*path, short]) if path else short
+    taken: set[str] = set()
+    for p in plist:
+        name = p["name"] if _identifier(p["name"]) and p["name"][0].isalpha() else f"p_{p['name']}"
+        base, n = name, 2
+        while name in taken or name in PRELUDE_NAMES or name in ("self", "x", "out", "shortcut", "super"):
+            name, n = f"{base}{n}", n + 1
+        taken.add(name)
+        p["name"] = _checked_identifier(name)
 
 
 class _SourceWriter:
@@ -146,36 +175,8 @@ class _SourceWriter:
             else:
                 params[key]["holes"].append(hole)
             hole_param.append(params[key])
-        # Names: the block's input and output channels, then the hole's argument where that is unique.
         plist = list(params.values())
-        for p in plist:
-            p["name"] = None
-            if p["kind"] == "channels" and p["values"] == in_ch:
-                p["name"] = "in_channels"
-            elif p["kind"] == "channels" and p["values"] == out_ch:
-                p["name"] = "out_channels"
-        inner_channels = [p for p in plist if p["kind"] == "channels" and p["name"] is None]
-        kinds = Counter(p["kind"] for p in plist if p["name"] is None)
-        for p in plist:
-            if p["name"] is not None:
-                continue
-            path, arg, kind = p["holes"][0]
-            if kind == "channels" and len(inner_channels) == 1:
-                p["name"] = "width"
-            elif kind != "channels" and kinds[kind] == 1:
-                p["name"] = kind
-            else:
-                short = {"out_channels": "out", "in_channels": "in", "out_features": "out", "in_features": "in",
-                         "num_features": "channels"}.get(arg, arg)
-                p["name"] = "_".join([*path, short]) if path else short
-        taken: set[str] = set()
-        for p in plist:
-            name = p["name"] if _identifier(p["name"]) and p["name"][0].isalpha() else f"p_{p['name']}"
-            base, n = name, 2
-            while name in taken or name in PRELUDE_NAMES or name in ("self", "x", "out", "shortcut", "super"):
-                name, n = f"{base}{n}", n + 1
-            taken.add(name)
-            p["name"] = _checked_identifier(name)
+        _name_params(plist, in_ch, out_ch)
         # Defaults: channels are required; any other argument defaults to its most common value.
         for p in plist:
             default = REQUIRED

@@ -1,7 +1,8 @@
 """The `archspec` command line: a thin shell over the Python API.
 
 Spec problems print one located line and exit 2, as do input files a command refuses (InputError: predict's
-images and labels); other failures print one line and exit 1.
+images and labels) and an output that cannot be written (files.OutputError); other failures print one
+line and exit 1.
 torch is imported only by the commands that build or run a model.
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ from .blocks.base import fmt_shape
 from .cli_args import add_allow_large, check_fits, load_spec, positive_int
 from .deploy_cli import EXPORT_HELP, PREDICT_HELP, add_export_arguments, add_predict_arguments, cmd_export, cmd_predict
 from .errors import InputError, SpecError
-from .files import write_atomic
+from .files import OutputError, check_output, save_torch
 from .spec import load
 from .memory import DTYPES
 from .units import human
@@ -43,10 +44,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_build(args: argparse.Namespace) -> int:
     spec = load_spec(args, args.spec)
-    if args.output and Path(args.output).resolve() == Path(args.spec).resolve():
-        raise OSError(f"refusing to overwrite the input spec {args.output}")
-    if args.output and Path(args.output).exists() and not args.force:
-        raise OSError(f"{args.output} exists; pass --force to replace it")
+    if args.output:  # before the build; write_atomic checks again, atomically, when it publishes
+        check_output(args.output, force=args.force, protect=[args.spec])
     import torch
 
     from .bench import example_input, prepare_model, resolve_device, synchronize
@@ -80,7 +79,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         out = Path(args.output)
         payload = {"format": "archspec-checkpoint/1", "spec": spec.source,
                    "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
-        write_atomic(out, lambda tmp: torch.save(payload, tmp), inputs=[Path(args.spec)])
+        save_torch(out, payload, force=args.force, protect=[args.spec])
         print(f"  checkpoint   {out}")
     return 0
 
@@ -258,7 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SpecError as exc:
         print(exc, file=sys.stderr)
         return EXIT_SPEC_ERROR
-    except InputError as exc:  # an image or labels file refused: bad input, like a spec problem
+    except (InputError, OutputError) as exc:  # input refused (an image, a labels file) or an output that exists,
+        # is no file, or found the disk full: one line, exit 2
         print(f"archspec {args.command}: {exc}", file=sys.stderr)
         return EXIT_SPEC_ERROR
     except BrokenPipeError:  # e.g. `archspec summary ... | head`

@@ -201,17 +201,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .interop import load_weights
 
     out = Path(args.output) if args.output else default_output(spec, args.format)
-    if out.exists() and not args.force and out.resolve() != Path(args.spec).resolve():
-        raise OSError(f"{out} exists; pass --force to replace it")
     protect = [Path(args.spec)] + ([Path(args.weights)] if args.weights else [])
-    check_targets(args.format, out, bool(args.weights), protect)  # before any work
+    check_targets(args.format, out, bool(args.weights), protect, force=args.force)  # before any work
     check_fits(args, spec, "cpu", EXAMPLE_BATCH + 1)  # the check runs the exported model on one more image
     model = compile(spec)
     if args.weights:
         report = load_weights(model, args.weights)
         print(f"weights: {str(report).splitlines()[0]} from {args.weights}", file=sys.stderr)
     result = export(spec, args.format, out, model=model, write_weights=bool(args.weights), check=args.check,
-                    protect=protect)
+                    protect=protect, force=args.force)
     size = sum(f.stat().st_size for f in result.files)
     shape = ", ".join(["batch", *map(str, spec.input.shape)])
     extra = "".join(f", with {f}" for f in result.files[1:])

@@ -392,7 +392,7 @@ def render(spec: Spec, output: str | Path, detail: Detail = "block", rankdir: st
     """Render to `output` (.svg, .png, .pdf or .dot), atomically. Without Graphviz's `dot`, writes the
     .dot source beside it instead; returns (the path written, whether it was rendered). A dot that times
     out, crashes or fails raises RenderError and writes nothing."""
-    from .files import write_atomic
+    from .files import write_atomic, write_bytes
 
     output = Path(output)
     fmt = output.suffix.lstrip(".").lower()
@@ -401,8 +401,8 @@ def render(spec: Spec, output: str | Path, detail: Detail = "block", rankdir: st
     drawing = diagram(spec, detail, rankdir)
     if fmt == "dot" or not has_dot():
         target = output.with_suffix(".dot")
-        write_atomic(target, lambda tmp: tmp.write_text(drawing.source), inputs)
+        write_atomic(target, lambda tmp: tmp.write_text(drawing.source), force=True, protect=inputs)
         return target, fmt == "dot"
     data = run_dot(drawing.source, fmt, output.with_suffix(".dot"))
-    write_atomic(output, lambda tmp: tmp.write_bytes(data), inputs)
+    write_bytes(output, data, force=True, protect=inputs)
     return output, True

@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             verdict = "yes" if low >= args.min_ratio else "NO"
             lines += ["", f"lowest ratio {low:.3f}; every ratio >= {args.min_ratio}: {verdict}"
                           + ("" if final else " (so far; run in progress)")]
-        write_atomic(out, lambda tmp: tmp.write_text("\n".join(lines) + "\n"))
+        write_atomic(out, lambda tmp: tmp.write_text("\n".join(lines) + "\n"), force=True)
 
     print("\n".join(header[:5]), flush=True)
     models, tasks = args.models.split(","), [t for t in TASKS if t in args.tasks.split(",")]

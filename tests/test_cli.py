@@ -63,7 +63,7 @@ def test_build_prints_totals_and_writes_a_checkpoint(tmp_path: Path, capsys: pyt
 def test_build_refuses_to_overwrite_its_spec(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = tmp_path / "net.yaml"
     spec.write_text((SPECS / "resnet18.yaml").read_text())
-    assert main(["build", str(spec), "-o", str(spec)]) == 1
+    assert main(["build", str(spec), "-o", str(spec)]) == 2
     assert "refusing to overwrite the input spec" in capsys.readouterr().err
     assert spec.read_text() == (SPECS / "resnet18.yaml").read_text()
 
@@ -165,7 +165,7 @@ def test_build_guards_memory_and_existing_outputs(tmp_path: Path, capsys: pytest
     assert "the network needs about" in err and "--allow-large" in err
     out = tmp_path / "r18.pt"
     out.write_bytes(b"keep me")
-    assert main(["build", str(SPECS / "resnet18.yaml"), "--set", "input.size=64", "-o", str(out)]) == 1
+    assert main(["build", str(SPECS / "resnet18.yaml"), "--set", "input.size=64", "-o", str(out)]) == 2
     assert "exists; pass --force" in capsys.readouterr().err and out.read_bytes() == b"keep me"
     assert main(["build", str(SPECS / "resnet18.yaml"), "--set", "input.size=64", "-o", str(out), "--force"]) == 0
     assert torch.load(out, weights_only=True)["format"] == "archspec-checkpoint/1"
@@ -175,7 +175,7 @@ def test_export_replaces_an_existing_file_only_with_force(tmp_path: Path, capsys
     out = tmp_path / "r18.py"
     out.write_text("# mine\n")
     args = ["export", str(SPECS / "resnet18.yaml"), "--set", "input.size=32", "--format", "python", "-o", str(out)]
-    assert main(args) == 1
+    assert main(args) == 2
     assert "exists; pass --force" in capsys.readouterr().err and out.read_text() == "# mine\n"
     assert main([*args, "--force"]) == 0
     assert "class " in out.read_text() and "import torch" in out.read_text()

@@ -114,9 +114,66 @@ def test_torchvision_state_dict_file_loads(tmp_path: Path) -> None:
         assert (model(x) - ref(x)).abs().max().item() <= 1e-5
 
 
-def test_reserved_names_cover_torch_module_attributes() -> None:
-    from archspec.blocks.base import RESERVED_NAMES
+def container_attributes() -> tuple[set[str], set[str]]:
+    """What a child module's name must not be: every public attribute (class and instance) of the
+    containers whose children a spec names and what archspec.build sets on the model; then what a
+    residual's body layers (children of archspec.nn.Residual) must not be besides."""
+    import re
+    import textwrap
 
-    public = {n for n in dir(torch.nn.Module) if not n.startswith("_")}
-    assert public <= RESERVED_NAMES
-    assert {"training", "spec", "spec_name", "transfer_report"} <= RESERVED_NAMES  # set on every compiled model
+    from archspec.nn import Concat, Residual
+
+    name = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")  # blocks/base.py's Name: nothing else can collide
+    weights = archspec.build(SPECS / "resnet18.yaml", device="meta").state_dict()
+    model = archspec.build(SPECS / "resnet18.yaml", device="meta", weights=weights)  # + spec, transfer_report
+
+    def attributes(container: torch.nn.Module) -> set[str]:
+        return {n for n in [*dir(type(container)), *vars(container)] if name.match(n)}
+
+    names = set().union(*map(attributes, [torch.nn.Module(), torch.nn.Sequential(), Concat([]), model]))  # model: a Network
+    residual = Residual([], torch.nn.Identity(), torch.nn.ReLU())
+    residual_names = (attributes(residual) | set(residual._modules)) - names  # + its children shortcut, act
+    print(textwrap.fill(" ".join(sorted(names)), 112, initial_indent="    ", subsequent_indent="    "))
+    return names, residual_names
+
+
+def test_reserved_names_are_every_container_attribute(capsys: pytest.CaptureFixture[str]) -> None:
+    """RESERVED_NAMES is text (validation needs no torch), derived from the installed torch: a name it
+    lacks would validate, then fail to build. On failure, the derived list is printed to paste."""
+    from archspec.blocks.base import RESERVED_NAMES, RESIDUAL_RESERVED
+
+    derived, residual = container_attributes()
+    assert derived <= RESERVED_NAMES, f"missing: {sorted(derived - RESERVED_NAMES)}; paste:\n{capsys.readouterr().out}"
+    assert residual <= RESIDUAL_RESERVED, f"missing from RESIDUAL_RESERVED: {sorted(residual - RESIDUAL_RESERVED)}"
+    assert {"append", "extend", "insert", "pop", "training", "spec", "transfer_report"} <= derived
+    assert {"body", "drop_rate", "shortcut", "act"} == residual
+
+
+@pytest.mark.parametrize("where", ["top", "sequence", "residual", "branch", "aux"])
+def test_every_reserved_name_is_refused_where_it_is(tmp_path: Path, where: str) -> None:
+    from archspec.blocks.base import RESERVED_NAMES, RESIDUAL_RESERVED
+    from archspec.errors import SpecError
+
+    reserved = RESERVED_NAMES | (RESIDUAL_RESERVED if where == "residual" else set())
+    for name in sorted(reserved | {"append", "extend", "insert", "pop"}):  # these validated, then failed to build
+        path = tmp_path / "net.yaml"
+        path.write_text(named_spec(name, where))
+        with pytest.raises(SpecError) as caught:
+            archspec.load(path)
+        assert str(caught.value).startswith(f"{path}:"), str(caught.value)  # located: FILE:LINE:COL
+        assert f"'{name}' is reserved" in str(caught.value)
+
+
+def named_spec(name: str, where: str) -> str:
+    """A small spec with a block (or a branch) called `name` at `where`."""
+    conv = "{type: conv, out: 4, kernel: 3, padding: 1, name: %s}"
+    layer = {"top": conv % name,
+             "sequence": "{type: sequence, name: seq, layers: [%s]}" % (conv % name),
+             "residual": "{type: residual, name: res, body: [%s]}" % (conv % name),
+             "branch": "{type: inception, name: mix, branches: {%s: [%s], other: []}}" % (name, conv % "c"),
+             "aux": conv % "stem"}[where]
+    aux = ("aux_heads:\n  - {name: head, tap: stem, layers: [%s, {type: global_pool}, {type: flatten}, "
+           "{type: linear, out: 2}]}\n" % (conv % name)) if where == "aux" else ""
+    return ("name: net\ninput: {channels: 4, size: 8}\nlayers:\n"
+            f"  - {layer}\n  - {{type: global_pool}}\n  - {{type: flatten}}\n  - {{type: linear, out: 2, name: fc}}\n"
+            + aux)

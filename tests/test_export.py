@@ -17,13 +17,15 @@ from typing import Any, Callable, Iterator
 
 import pytest
 import torch
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 import archspec
 from archspec.cli import main as cli_main
 from archspec.errors import SpecError
 from archspec.export import (ExportError, example_input, export_program, python_source, run_onnx, run_pt2,
                              save_onnx)
-from conftest import NETWORKS, SPECS, background_result
+from conftest import NETWORKS, ROOT, SPECS, background_result
 
 TOLERANCE = 1e-4
 SIZES = (32, 64, 96, 128, 160, 192, 224, 256, 299)
@@ -251,7 +253,7 @@ def test_generated_source_reads_like_the_spec() -> None:
 
 
 def test_python_source_refuses_a_module_it_cannot_write() -> None:
-    from archspec.export import module_expr
+    from archspec.pycode import module_expr
 
     with pytest.raises(ExportError, match="cannot write a torch.nn.modules.rnn.LSTM"):
         module_expr(torch.nn.LSTM(3, 3), "layer")
@@ -311,7 +313,7 @@ def test_export_never_writes_over_its_inputs(tmp_path: Path, capsys: pytest.Capt
     torch.save(archspec.build(spec).state_dict(), weights)
     before = spec.read_bytes(), weights.read_bytes()
     args = ["-o", str(spec)] if target == "spec" else ["-o", str(tmp_path / "resnet18.py")]  # .py + resnet18.pth
-    assert cli_main(["export", str(spec), "--format", "python", "--weights", str(weights), *args]) == 1
+    assert cli_main(["export", str(spec), "--format", "python", "--weights", str(weights), *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "refusing to overwrite the input" in err[0]
     assert (spec.read_bytes(), weights.read_bytes()) == before
@@ -328,3 +330,99 @@ def test_export_refuses_overrides_for_a_loaded_spec(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="apply to a spec file"):
         archspec.export(archspec.load(SPECS / "resnet18.yaml"), "python", tmp_path / "r.py", overrides=["input.size=64"])
     assert not (tmp_path / "r.py").exists()
+
+
+# -- text from a spec reaches the Python file as data only ---------------------------------------------
+
+HOSTILE = ['"""; import os; os.system(\'touch PWNED\') #', "'''; import os; os.system('touch PWNED') #",
+           "ends in a backslash \\", "\\N{DIGIT ONE} and \\N, \\x41, \\u0041", "two\nlines\r\nand\ttabs",
+           "quotes: \" '' \"\"\" ''' `", "non-ASCII: é, 中文, 😀", "null \x00 byte, NEL \x85, LS \u2028, surrogate \ud800"]
+
+
+def tiny_spec(folder: Path, description: str) -> Path:
+    import yaml
+
+    path = folder / "tiny.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "tiny", "description": description, "input": {"channels": 3, "size": 8},
+        "layers": [{"type": "conv", "out": 4, "kernel": 3, "name": "stem"},
+                   {"type": "residual", "name": "block", "body": [{"type": "conv", "out": 4, "kernel": 3, "padding": 1}]},
+                   {"type": "global_pool"}, {"type": "flatten"}, {"type": "linear", "out": 2, "name": "fc"}]}))
+    return path
+
+
+@pytest.mark.parametrize("description", HOSTILE, ids=range(len(HOSTILE)))
+def test_spec_text_reaches_the_python_file_as_data_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str], description: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    spec = tiny_spec(tmp_path, description)
+    assert archspec.load(spec).description == description  # YAML gives the text back exactly
+    assert cli_main(["export", str(spec), "--format", "python", "--weights", str(weights_of(spec)),
+                     "-o", str(tmp_path / 'w"""x.py')]) == 0, capsys.readouterr().err
+    assert "checked: the generated module matches" in capsys.readouterr().out
+    # Imported by a fresh Python (where PWNED would be created), the file gives the text back as data.
+    probe = ("import importlib.util, json, sys; s = importlib.util.spec_from_file_location('g', sys.argv[1]); "
+             "m = importlib.util.module_from_spec(s); s.loader.exec_module(m); "
+             "print(json.dumps([m.DESCRIPTION, m.WEIGHTS, m.__doc__ is not None, type(m.build()).__name__]))")
+    result = subprocess.run([sys.executable, "-I", "-B", "-c", probe, 'w"""x.py'], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [description, 'w"""x.pth', True, "Tiny"]
+    assert not list(tmp_path.rglob("PWNED")) and not (ROOT / "PWNED").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.yaml", "tv.pth", 'w"""x.pth', 'w"""x.py']
+
+
+def weights_of(spec: Path) -> Path:
+    path = spec.parent / "tv.pth"
+    torch.save(archspec.build(spec).state_dict(), path)
+    return path
+
+
+def test_the_check_refuses_source_whose_code_the_text_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """With the docstrings written unescaped (as before), the text is code: refused before anything is
+    written or run."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys.modules["archspec.pywriter"], "_doc_text", lambda text: text)
+    spec = tiny_spec(tmp_path, '""" + str(__import__("os").system("touch PWNED")) + """')
+    assert cli_main(["export", str(spec), "--format", "python"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the spec's text changes the generated code, not only its strings" in err
+    spec = tiny_spec(tmp_path, "\\N")
+    assert cli_main(["export", str(spec), "--format", "python"]) == 1
+    assert "internal error: the generated source does not parse" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.yaml"]  # nothing written, nothing run
+
+
+# -- every name that validates builds and exports --------------------------------------------------------
+
+NEAR_MISSES = ["add", "appendix", "bodies", "drop", "rate", "module", "Training", "to_", "pop1", "trainer", "ipu2",
+               "named", "half_", "Spec", "cuda0", "state", "forward_", "Forward", "extra", "children_"]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@example(name="append", where="sequence")  # these validated, then failed to build: always tried
+@example(name="pop", where="aux")
+@example(name="body", where="residual")
+@example(name="drop_rate", where="residual")
+@example(name="extend", where="top")
+@example(name="body", where="top")  # a residual's attribute, not the network's: accepted, and it builds
+@example(name="insert", where="branch")
+@given(name=st.from_regex(r"[A-Za-z][A-Za-z0-9_]{0,10}", fullmatch=True) | st.sampled_from(NEAR_MISSES),
+       where=st.sampled_from(["top", "sequence", "residual", "branch", "aux"]))
+def test_every_name_that_validates_builds_and_exports(tmp_path: Path, name: str, where: str) -> None:
+    from archspec.blocks.base import RESERVED_NAMES, RESIDUAL_RESERVED
+    from test_compile import named_spec
+
+    path = tmp_path / "net.yaml"
+    path.write_text(named_spec(name, where))
+    try:
+        spec = archspec.load(path)
+    except SpecError as exc:  # refused: reserved, or the name of a sibling in the small spec
+        reserved = RESERVED_NAMES | (RESIDUAL_RESERVED if where == "residual" else set())
+        assert name in reserved | {"c", "other", "stem", "fc", "seq", "res", "mix", "head"}, exc
+        return
+    model = archspec.build(spec)
+    result = archspec.export(spec, "python", tmp_path / "net.py", model=model, force=True)
+    assert result.max_abs_diff is not None and result.max_abs_diff <= TOLERANCE
+    assert name in dict(model.named_modules()) or any(k.endswith(f".{name}") for k in dict(model.named_modules()))

@@ -226,18 +226,23 @@ def named(blocks: Sequence[Block]) -> list[tuple[str, Block]]:
     return [(block.name or str(i), block) for i, block in enumerate(blocks)]
 
 
-# Attributes of torch.nn.Module (and of archspec's compiled Network): a child module cannot take
-# these names. tests/test_compile.py checks the list against the installed torch.
+# The names a child module cannot take: the public attributes (of the class and of an instance) of the
+# containers whose children a spec names: torch.nn.Module, nn.Sequential (every list of layers), archspec.nn's
+# Network and Concat, and what archspec.build sets on the model (spec, transfer_report); a residual's body
+# layers are children of archspec.nn's Residual, which adds its own attributes and children. Derived from
+# torch, not written by hand: tests/test_compile.py derives both again from the installed torch and prints
+# the new list if a name is missing. Here as text, so that validating needs no torch.
 RESERVED_NAMES = frozenset("""
-    T_destination add_module apply bfloat16 buffers call_super_init children compile cpu cuda double
-    dump_patches eval extra_repr float forward get_buffer get_extra_state get_parameter get_submodule half
-    ipu load_state_dict modules mtia named_buffers named_children named_modules named_parameters parameters
-    register_backward_hook register_buffer register_forward_hook register_forward_pre_hook
+    T_destination add_module append apply bfloat16 buffers call_super_init children compile cpu cuda double
+    dump_patches eval extend extra_repr float forward get_buffer get_extra_state get_parameter get_submodule
+    half insert ipu load_state_dict modules mtia named_buffers named_children named_modules named_parameters
+    parameters pop register_backward_hook register_buffer register_forward_hook register_forward_pre_hook
     register_full_backward_hook register_full_backward_pre_hook register_load_state_dict_post_hook
     register_load_state_dict_pre_hook register_module register_parameter register_state_dict_post_hook
-    register_state_dict_pre_hook requires_grad_ set_extra_state set_submodule share_memory state_dict to
-    to_empty train type xpu zero_grad training spec spec_name transfer_report
+    register_state_dict_pre_hook requires_grad_ set_extra_state set_submodule share_memory spec spec_name
+    state_dict to to_empty train training transfer_report type xpu zero_grad
 """.split())
+RESIDUAL_RESERVED = frozenset({"body", "drop_rate", "shortcut", "act"})  # Residual's attributes and children
 
 
 def check_unique_names(blocks: Sequence[Block], path: str, reserved: frozenset[str] = frozenset()) -> None:

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from .base import (Activation, Block, BnEps, BnMomentum, MacroBlock, Node, Norm, PosInt, Shape, chain,
-                   check_unique_names, child_path, composite, fmt_shape, group, named, validation_message, window_out)
+from .base import (RESIDUAL_RESERVED, Activation, Block, BnEps, BnMomentum, MacroBlock, Node, Norm, PosInt, Shape,
+                   chain, check_unique_names, child_path, composite, fmt_shape, group, named, validation_message, window_out)
 from .conv import Conv
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ class Residual(Block):
 
     @model_validator(mode="after")
     def _names(self) -> "Residual":
-        check_unique_names(self.body, self.name or "", reserved=frozenset({"shortcut", "act"}))
+        check_unique_names(self.body, self.name or "", reserved=RESIDUAL_RESERVED)
         if isinstance(self.shortcut, list):
             check_unique_names(self.shortcut, child_path(self.name or "", "shortcut"))
         return self

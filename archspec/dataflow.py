@@ -119,7 +119,7 @@ def trace(model: nn.Module, input_shape: tuple[int, ...], signatures: Mapping[st
     """The DAG of `model`'s forward pass on a meta batch of two (training mode; the model's own tensors
     and mode are left as they were)."""
     state = model.state_dict(keep_vars=True)
-    meta = {k: torch.empty_like(v, device="meta") for k, v in state.items()}
+    meta = {k: torch.empty(v.shape, dtype=v.dtype, device="meta") for k, v in state.items()}
     leaves = {id(t): k.rpartition(".")[0] for k, t in meta.items()}
     recorder = _Recorder(leaves, signatures)
     x = torch.empty(2, *input_shape, device="meta")

@@ -373,7 +373,10 @@ def load_weights(model: nn.Module, weights: str | Path | Mapping[str, torch.Tens
     if verify:
         architecture = source if isinstance(source, nn.Module) else reference
         state = source.state_dict() if isinstance(source, nn.Module) else source
-        report.verified = verify_transfer(model, architecture, source=state, report=report)
+        try:
+            report.verified = verify_transfer(model, architecture, source=state, report=report)
+        except WeightsError as exc:
+            raise WeightsError(f"{origin}: {exc}", report) from None
     return report
 
 

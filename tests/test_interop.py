@@ -255,3 +255,17 @@ def test_a_commutative_tie_is_refused() -> None:
         transfer(TwoSame("a", "b"), TwoSame("x", "y"), input_shape=(3, 4, 4))
     report = transfer(TwoSame("a", "b"), TwoSame("x", "y"), mapping={"x": "a", "y": "b"})
     assert report.ok and dict(report.transferred)["y.weight"] == "b.weight"
+
+
+def test_a_file_without_batch_norm_counters_loads(resnet18_file: Path, tmp_path: Path) -> None:
+    # Older torchvision checkpoints have no num_batches_tracked: still torchvision's state_dict.
+    state = {k: v for k, v in torch.load(resnet18_file, weights_only=True).items() if not k.endswith("num_batches_tracked")}
+    torch.save(state, tmp_path / "old.pth")
+    report = archspec.build(SPECS / "resnet18.yaml", weights=tmp_path / "old.pth").transfer_report
+    assert report.ok and report.method == "dataflow" and len(report.transferred) == len(state)
+
+
+def test_a_mapping_to_nothing_is_refused(tmp_path: Path) -> None:
+    ours = archspec.compile(tiny(tmp_path, SIBLINGS, norm="none"))
+    with pytest.raises(WeightsError, match="the mapping sends 'a.conv' to '0.9', which the weights do not have"):
+        load_weights(ours, siblings_reference().state_dict(), mapping={"a.conv": "0.9"})

@@ -193,51 +193,58 @@ def _shapes(group: Mapping[str, torch.Tensor]) -> str:
 def transfer(source: Mapping[str, torch.Tensor] | nn.Module, model: nn.Module, *,
              mapping: Mapping[str, str] | None = None, reference: str | nn.Module | None = None,
              input_shape: tuple[int, ...] | None = None) -> TransferReport:
-    """Copy `source` (a state_dict or a module) into `model` in place, paired by dataflow (a module
-    source, or `reference`: a model or `torchvision:NAME`/`timm:NAME`, by default the spec's, whose
-    state_dict the source is), by names and unique shapes, or by `mapping` ({our_prefix:
-    their_prefix}). An ambiguous or structurally different pairing is a WeightsError; what pairs but
-    does not fit (shapes) is in the report. `input_shape` (C, H, W): by default the spec's."""
+    """Copy `source` (a state_dict or a module) into `model` in place. `mapping` ({our_prefix:
+    their_prefix}) pairs what it names; the rest pairs by dataflow when the source's architecture is
+    known (a module source, or `reference`: a model or `torchvision:NAME`/`timm:NAME`, by default the
+    spec's, whose state_dict the source is), else by names and unique shapes. An ambiguous or
+    structurally different pairing is a WeightsError; what pairs but does not fit (shapes) is in the
+    report. `input_shape` (C, H, W): by default the spec's."""
     ours = _groups(model.state_dict())
     state = source.state_dict() if isinstance(source, nn.Module) else source
     theirs = _groups(state)
     if reference is None:
         reference = getattr(getattr(model, "spec", None), "reference", None)
+    architecture = source if isinstance(source, nn.Module) else reference
+    explicit = _explicit(ours, theirs, mapping) if mapping else []
+    taken_ours, taken_theirs = {o for o, _ in explicit}, {t for _, t in explicit}
     report = TransferReport()
+    auto, why_not = _by_architecture(state, model, architecture, input_shape, report, fallible=bool(mapping))
+    if auto is None:
+        try:
+            auto = _by_names({p: g for p, g in ours.items() if p not in taken_ours},
+                             {p: g for p, g in theirs.items() if p not in taken_theirs})
+        except WeightsError as exc:
+            raise WeightsError(f"{exc}; {why_not}" if why_not else str(exc)) from None
+        same = not mapping and len(auto) == len(ours) == len(theirs) and all(o == t for o, t in auto)
+        report.method, report.source = "names", "same names" if same else "names and unique shapes"
+    pairs = explicit + [(o, t) for o, t in auto if o not in taken_ours and t not in taken_theirs]
     if mapping:
-        pairs = _explicit(ours, theirs, mapping)
-        done_ours, done_theirs = {o for o, _ in pairs}, {t for _, t in pairs}
-        pairs += _by_names({p: g for p, g in ours.items() if p not in done_ours},
-                           {p: g for p, g in theirs.items() if p not in done_theirs})
-        report.method, report.source = "explicit", f"a mapping of {len(mapping)} prefixes, names for the rest"
-    else:
-        architecture = source if isinstance(source, nn.Module) else reference
-        pairs = _by_architecture(state, model, architecture, input_shape, report)
-        if pairs is None:
-            pairs = _by_names(ours, theirs)
-            same = len(pairs) == len(ours) == len(theirs) and all(o == t for o, t in pairs)
-            report.source = "same names" if same else "names and unique shapes"
+        report.method, report.source = "explicit", f"a mapping of {len(mapping)} prefixes, {report.method} for the rest"
     _copy(ours, theirs, pairs, report)
     return report
 
 
 def _by_architecture(state: Mapping[str, torch.Tensor], model: nn.Module, architecture: str | nn.Module | None,
-                     input_shape: tuple[int, ...] | None, report: TransferReport) -> Pairs | None:
-    """Pairs by dataflow when `architecture` (a module, or a reference's name) is the source's: a module
-    source, or a file holding exactly the reference's keys (and not ours: an archspec checkpoint). None
-    where names decide instead; a refusal by names then says why the reference did not decide."""
+                     input_shape: tuple[int, ...] | None, report: TransferReport,
+                     fallible: bool) -> tuple[Pairs | None, str]:
+    """(pairs by dataflow, '') when `architecture` (a module, or a reference's name) is the source's: a
+    module source, or a file holding exactly the reference's keys (and not ours: an archspec checkpoint).
+    Else (None, why the reference did not decide, or ''); so too where the dataflow refuses, if `fallible`."""
     if architecture is None or _same_keys(state, model.state_dict()):
-        return None
+        return None, ""
     origin = architecture if isinstance(architecture, str) else type(architecture).__name__
     module = architecture if isinstance(architecture, nn.Module) else _meta_reference(architecture)
     unfit = _not_state_of(state, module.state_dict(), origin)
     if unfit:
-        try:
-            return _by_names(_groups(model.state_dict()), _groups(state))
-        except WeightsError as exc:
-            raise WeightsError(f"{exc}; {origin} could not decide: {unfit}") from None
+        return None, f"{origin} could not decide: {unfit}"
+    try:
+        pairs = _by_dataflow(module, model, input_shape or _input_shape(model), origin)
+    except WeightsError as exc:
+        if not fallible:
+            raise
+        return None, f"the dataflow could not decide: {exc}"
     report.method, report.source = "dataflow", origin
-    return _by_dataflow(module, model, input_shape or _input_shape(model), origin)
+    return pairs, ""
 
 
 def _same_keys(state: Mapping[str, torch.Tensor], ours: Mapping[str, torch.Tensor]) -> bool:

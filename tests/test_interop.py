@@ -269,3 +269,24 @@ def test_a_mapping_to_nothing_is_refused(tmp_path: Path) -> None:
     ours = archspec.compile(tiny(tmp_path, SIBLINGS, norm="none"))
     with pytest.raises(WeightsError, match="the mapping sends 'a.conv' to '0.9', which the weights do not have"):
         load_weights(ours, siblings_reference().state_dict(), mapping={"a.conv": "0.9"})
+
+
+def test_export_and_predict_verify(resnet18_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "r18.py"
+    assert main(["export", str(SPECS / "resnet18.yaml"), "--format", "python", "-o", str(out), "--no-check",
+                 "--weights", str(resnet18_file), "--verify"]) == 0
+    assert "by dataflow (torchvision:resnet18); missing 0, unexpected 0, mismatched 0; verified: outputs within" in \
+        capsys.readouterr().err
+    from PIL import Image
+
+    Image.new("RGB", (64, 48), (120, 30, 200)).save(tmp_path / "a.png")
+    # A mapping that swaps two same-shaped convs (the dataflow pairs the rest): the user's word, so it
+    # loads, and --verify refuses it.
+    wrong = {"layer1.0.conv1.conv": "layer1.0.conv2", "layer1.0.conv2.conv": "layer1.0.conv1"}
+    report = load_weights(archspec.build(SPECS / "resnet18.yaml"), resnet18_file, mapping=wrong)
+    assert report.ok and report.source == "a mapping of 2 prefixes, dataflow for the rest"
+    assert dict(report.transferred)["layer1.0.conv1.conv.weight"] == "layer1.0.conv2.weight"
+    (tmp_path / "map.yaml").write_text(json.dumps(wrong))
+    assert main(["predict", str(SPECS / "resnet18.yaml"), "--weights", str(resnet18_file), str(tmp_path / "a.png"),
+                 "--map", str(tmp_path / "map.yaml"), "--verify"]) == 1
+    assert "verify failed" in capsys.readouterr().err

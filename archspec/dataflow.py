@@ -1,12 +1,12 @@
 """Dataflow positions of a model's parametrised modules, independent of registration and call order.
 
-`positions(model, input_shape)` runs the model once on the meta device (nothing is allocated or
-computed), in training mode so that auxiliary heads run too, and records every torch function call
-into a DAG whose nodes are the graph input, the calls that consume a module's tensors (a conv, a
-batch norm, a linear: one node per state_dict group) and the calls that merge two or more data tensors
-(add, mul, cat, ...). Every other call (activations, pooling, flatten, dropout, views) is transparent:
-its output is the node of its input. Each node gets a structural key, a hash of its kind, its
-tensors' roles and shapes and its operands' keys, where the operands of a commutative op (add, mul)
+`dataflow(model, input_shape, signatures)` runs the model once on the meta device (nothing is allocated
+or computed), in training mode so that auxiliary heads run too, and records every torch function call
+into a DAG whose nodes are the graph input, the calls that read a module's tensors (a conv, a batch
+norm, a linear: one node per state_dict group) and the calls that merge the tensors of two or more
+nodes (add, mul, cat, ...). Every other call (activations, pooling, flatten, dropout, views) is
+transparent: its output is the node of its input. Each node gets a structural key, a hash of its kind,
+its tensors' roles and shapes and its operands' keys, where the operands of a commutative op (add, mul)
 are sorted by key and concat keeps its order (channel order means something). The canonical sequence
 of groups is a post-order walk from the sinks (sorted by key), operands in that order: two models with
 the same dataflow give the same sequence, whatever order their modules were registered or called in.
@@ -95,7 +95,7 @@ class _Recorder(TorchFunctionMode):
             return out
         if groups:
             node = self._add(Node("param", data, groups))
-        elif len(data) > 1:
+        elif len(set(data)) > 1:  # a call on several tensors of one node (x * x, cat([x0, x1])) is unary
             node = self._add(Node(name, data))
         else:
             node = data[0]
@@ -141,8 +141,9 @@ def _ordered(nodes: list[Node], operands: list[int]) -> list[int]:
     ranked = sorted(dict.fromkeys(operands), key=lambda i: nodes[i].order_key())
     for a, b in zip(ranked, ranked[1:]):
         if nodes[a].order_key() == nodes[b].order_key():
-            raise AmbiguousDataflow(f"the dataflow has two inputs of the same structure ({_describe(nodes, a)} and "
-                                    f"{_describe(nodes, b)}) that a commutative op combines: their order is undecided")
+            raise AmbiguousDataflow(f"the dataflow has two parts of the same structure ({_describe(nodes, a)} and "
+                                    f"{_describe(nodes, b)}) that a commutative op combines (or two such outputs): "
+                                    "nothing decides their order")
     return ranked
 
 

@@ -250,7 +250,7 @@ def test_a_commutative_tie_is_refused() -> None:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return torch.relu(getattr(self, self.names[0])(x)) + getattr(self, self.names[1])(x)
 
-    with pytest.raises(WeightsError, match=r"cannot match by dataflow \(ours\): the dataflow has two inputs of the "
+    with pytest.raises(WeightsError, match=r"cannot match by dataflow \(ours\): the dataflow has two parts of the "
                                            r"same structure \(x and y\) that a commutative op combines"):
         transfer(TwoSame("a", "b"), TwoSame("x", "y"), input_shape=(3, 4, 4))
     report = transfer(TwoSame("a", "b"), TwoSame("x", "y"), mapping={"x": "a", "y": "b"})

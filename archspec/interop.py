@@ -273,7 +273,12 @@ def _input_shape(model: nn.Module) -> tuple[int, ...]:
 
 
 def _meta_reference(reference: str) -> nn.Module:
-    with torch.device("meta"):
+    """The reference model on the meta device, or on the CPU where its constructor computes with tensors
+    (torchvision's RegNets derive their widths with torch ops, which meta tensors cannot turn into numbers)."""
+    try:
+        with torch.device("meta"):
+            return reference_model(reference)
+    except NotImplementedError:
         return reference_model(reference)
 
 
@@ -281,6 +286,8 @@ def _empty_reference(reference: str) -> nn.Module:
     """The reference model on the CPU, uninitialised (every tensor of its state_dict is given when it runs),
     unless it has buffers outside its state_dict, whose values only its constructor knows."""
     module = _meta_reference(reference)
+    if not next(iter(module.state_dict().values())).is_meta:
+        return module
     if any(key not in module.state_dict() for key, _ in module.named_buffers()):
         return reference_model(reference)
     return module.to_empty(device="cpu")

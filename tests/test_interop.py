@@ -96,6 +96,37 @@ def test_a_reference_that_registers_its_shortcut_first(tmp_path: Path) -> None:
     assert verify_transfer(ours, ref) <= 1e-4
 
 
+REGNET = """name: regnet_x_400mf
+reference: torchvision:regnet_x_400mf
+input: {channels: 3, size: 224}
+defaults: {conv: {norm: batch, activation: relu}}
+layers:
+  - {name: stem, type: conv, out: 32, kernel: 3, stride: 2}
+  - {name: s1, type: stage, repeat: 1, block: {type: bottleneck, planes: 32, expansion: 1, width: 32, groups: 2, stride: 2}}
+  - {name: s2, type: stage, repeat: 2, block: {type: bottleneck, planes: 64, expansion: 1, width: 64, groups: 4, stride: 2}}
+  - {name: s3, type: stage, repeat: 7, block: {type: bottleneck, planes: 160, expansion: 1, width: 160, groups: 10, stride: 2}}
+  - {name: s4, type: stage, repeat: 12, block: {type: bottleneck, planes: 400, expansion: 1, width: 400, groups: 25, stride: 2}}
+  - {name: avgpool, type: global_pool, op: avg, flatten: true}
+  - {name: fc, type: linear, out: 1000}
+"""
+
+
+def test_torchvision_regnet_from_a_spec_written_from_the_docs(tmp_path: Path) -> None:
+    # The measured case: torchvision's RegNet block registers and calls its projection first, and
+    # registration order put it into conv1 (same shape) with a clean report. By dataflow it is exact.
+    (tmp_path / "regnet.yaml").write_text(REGNET)
+    torch.manual_seed(0)
+    ref = with_random_stats(torchvision.models.regnet_x_400mf())
+    torch.save(ref.state_dict(), tmp_path / "tv.pth")
+    model = archspec.build(tmp_path / "regnet.yaml", weights=tmp_path / "tv.pth", verify=True)
+    report = model.transfer_report
+    assert report.ok and report.method == "dataflow" and report.verified <= 1e-4
+    mapping = dict(report.transferred)
+    assert mapping["s1.0.shortcut.conv.weight"] == "trunk_output.block1.block1-0.proj.0.weight"
+    assert mapping["s1.0.conv1.conv.weight"] == "trunk_output.block1.block1-0.f.a.0.weight"
+    assert_same_outputs(model, ref, size=64)
+
+
 def test_a_reference_that_registers_its_se_before_its_convs(tmp_path: Path) -> None:
     spec = tiny(tmp_path, "  - {name: block, type: bottleneck, planes: 8, expansion: 2, stride: 2, se: {ratio: 0.25}}\n")
     ours = archspec.compile(spec)

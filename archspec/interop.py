@@ -10,7 +10,7 @@ weight, bias and running stats). Groups are paired by one of three methods (docs
 - names: a file with our own keys (an archspec checkpoint) pairs by name; otherwise a group pairs with
   the group of the same name, or with the only group of its roles and shapes on each side, and a
   group with several same-shaped candidates is refused, naming them;
-- explicit: a mapping {our_prefix: their_prefix} given by the user, then names for the rest.
+- explicit: a mapping {our_prefix: their_prefix} given by the user; the rest as without it.
 
 Nothing is copied until every pair is checked (shapes, and dtypes that copy losslessly).
 """
@@ -387,6 +387,8 @@ def load_weights(model: nn.Module, weights: str | Path | Mapping[str, torch.Tens
     if verify:
         architecture = source if isinstance(source, nn.Module) else reference
         state = source.state_dict() if isinstance(source, nn.Module) else source
+        if report.source == "same names":  # our own checkpoint: check the spec, with these weights
+            state = None
         try:
             report.verified = verify_transfer(model, architecture, source=state, report=report)
         except WeightsError as exc:

@@ -242,6 +242,13 @@ def test_a_wrong_spec_fails_verify(resnet18_file: Path, tmp_path: Path, capsys: 
     assert "verified     outputs equal torchvision:resnet18's within" in capsys.readouterr().out
 
 
+def test_an_archspec_checkpoint_verifies_against_the_reference(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    checkpoint = tmp_path / "r18.pt"
+    assert main(["build", str(SPECS / "resnet18.yaml"), "-o", str(checkpoint)]) == 0
+    assert main(["build", str(SPECS / "resnet18.yaml"), "--weights", str(checkpoint), "--verify"]) == 0
+    assert "by names (same names); missing 0, unexpected 0, mismatched 0; verified" in capsys.readouterr().out
+
+
 def test_build_json_shows_the_mapping(resnet18_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["build", str(SPECS / "resnet18.yaml"), "--weights", str(resnet18_file), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)

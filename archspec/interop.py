@@ -192,13 +192,14 @@ def _shapes(group: Mapping[str, torch.Tensor]) -> str:
 
 def transfer(source: Mapping[str, torch.Tensor] | nn.Module, model: nn.Module, *,
              mapping: Mapping[str, str] | None = None, reference: str | nn.Module | None = None,
-             input_shape: tuple[int, ...] | None = None) -> TransferReport:
+             input_shape: tuple[int, ...] | None = None, strict: bool = False) -> TransferReport:
     """Copy `source` (a state_dict or a module) into `model` in place. `mapping` ({our_prefix:
     their_prefix}) pairs what it names; the rest pairs by dataflow when the source's architecture is
     known (a module source, or `reference`: a model or `torchvision:NAME`/`timm:NAME`, by default the
     spec's, whose state_dict the source is), else by names and unique shapes. An ambiguous or
     structurally different pairing is a WeightsError; what pairs but does not fit (shapes) is in the
-    report. `input_shape` (C, H, W): by default the spec's."""
+    report; with `strict` it is a WeightsError too, before anything is copied. `input_shape` (C, H, W):
+    by default the spec's."""
     ours = _groups(model.state_dict())
     state = source.state_dict() if isinstance(source, nn.Module) else source
     theirs = _groups(state)
@@ -220,7 +221,12 @@ def transfer(source: Mapping[str, torch.Tensor] | nn.Module, model: nn.Module, *
     pairs = explicit + [(o, t) for o, t in auto if o not in taken_ours and t not in taken_theirs]
     if mapping:
         report.method, report.source = "explicit", f"a mapping of {len(mapping)} prefixes, {report.method} for the rest"
-    _copy(ours, theirs, pairs, report)
+    fitting = _check(ours, theirs, pairs, report)
+    if strict and not report.ok:
+        raise _Misfit(report, getattr(model, "spec_name", type(model).__name__))
+    with torch.no_grad():
+        for mine, yours in fitting:
+            mine.copy_(yours)
     return report
 
 
@@ -293,8 +299,8 @@ def _empty_reference(reference: str) -> nn.Module:
     return module.to_empty(device="cpu")
 
 
-def _copy(ours: Groups, theirs: Groups, pairs: Pairs, report: TransferReport) -> None:
-    """Check every pair (roles, shapes, dtypes), then copy the ones that fit; the report says the rest."""
+def _check(ours: Groups, theirs: Groups, pairs: Pairs, report: TransferReport) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Check every pair (roles, shapes, dtypes) and fill the report; the (ours, theirs) tensors that fit."""
     fitting = []
     for o, t in pairs:
         mine, yours = ours[o], theirs[t]
@@ -305,16 +311,23 @@ def _copy(ours: Groups, theirs: Groups, pairs: Pairs, report: TransferReport) ->
         for role, tensor in mine.items():
             if role in yours:
                 _check_dtype(_key(t, role), yours[role], _key(o, role), tensor)
-                fitting.append((o, t, role))
+                fitting.append((tensor, yours[role]))
+                report.transferred.append((_key(o, role), _key(t, role)))
+                report.values += tensor.numel()
     paired_ours, paired_theirs = {o for o, _ in pairs}, {t for _, t in pairs}
     report.missing += [_key(p, r) for p, g in ours.items() if p not in paired_ours for r in g]
     report.unexpected += [_key(p, r) for p, g in theirs.items() if p not in paired_theirs for r in g]
-    with torch.no_grad():
-        for o, t, role in fitting:
-            target = ours[o][role]
-            target.copy_(theirs[t][role])
-            report.transferred.append((_key(o, role), _key(t, role)))
-            report.values += target.numel()
+    return fitting
+
+
+class _Misfit(WeightsError):
+    """A strict transfer that would leave tensors without a partner, or pair other shapes: nothing copied."""
+
+    def __init__(self, report: TransferReport, target: str) -> None:
+        first = ([f"missing {k}" for k in report.missing] + [f"unexpected {k}" for k in report.unexpected]
+                 + [f"{ours} is {list(a)} but {theirs} is {list(b)}" for ours, theirs, a, b in report.mismatched])[0]
+        super().__init__(f"do not fit {target}, nothing loaded: {report.summary().replace('transferred', 'would transfer', 1)} "
+                         f"(e.g. {first})", report)
 
 
 def _check_dtype(their_key: str, theirs: torch.Tensor, our_key: str, ours: torch.Tensor) -> None:
@@ -370,20 +383,17 @@ def load_weights(model: nn.Module, weights: str | Path | Mapping[str, torch.Tens
                  strict: bool = True, *, mapping: Mapping[str, str] | str | Path | None = None,
                  reference: str | nn.Module | None = None, verify: bool = False) -> TransferReport:
     """Load weights (see `transfer`); with `strict`, anything not transferred is a WeightsError (one line;
-    the whole report is its `.report`). `mapping` may be a file; `verify` runs `verify_transfer`."""
+    the whole report is its `.report`) and nothing is copied. `mapping` may be a file; `verify` runs `verify_transfer`."""
     source = read_state_dict(weights) if isinstance(weights, (str, Path)) else weights
     if isinstance(mapping, (str, Path)):
         mapping = read_mapping(mapping)
     origin = f"the weights in {weights}" if isinstance(weights, (str, Path)) else "the weights"
     try:
-        report = transfer(source, model, mapping=mapping, reference=reference)
+        report = transfer(source, model, mapping=mapping, reference=reference, strict=strict)
+    except _Misfit as exc:
+        raise WeightsError(f"{origin} {exc}", exc.report) from None
     except WeightsError as exc:
         raise WeightsError(f"{origin}: {exc}") from None
-    if strict and not report.ok:
-        first = ([f"missing {k}" for k in report.missing] + [f"unexpected {k}" for k in report.unexpected]
-                 + [f"{ours} is {list(a)} but {theirs} is {list(b)}" for ours, theirs, a, b in report.mismatched])[0]
-        target = getattr(model, "spec_name", type(model).__name__)
-        raise WeightsError(f"{origin} do not fit {target}: {report.summary()} (e.g. {first})", report)
     if verify:
         architecture = source if isinstance(source, nn.Module) else reference
         state = source.state_dict() if isinstance(source, nn.Module) else source

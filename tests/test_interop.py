@@ -140,6 +140,21 @@ def test_a_reference_that_registers_its_se_before_its_convs(tmp_path: Path) -> N
     assert_same_outputs(ours, ref)
 
 
+def test_registration_order_plays_no_part() -> None:
+    # torchvision's ResNet-18 with every module's children registered in reverse (fc first, each block's
+    # downsample before its convs); Sequentials keep their order, which their forward follows.
+    torch.manual_seed(0)
+    ref = with_random_stats(torchvision.models.resnet18())
+    for module in ref.modules():
+        if not isinstance(module, nn.Sequential):
+            module._modules = dict(reversed(module._modules.items()))
+    assert next(iter(ref.state_dict())) == "fc.weight"
+    ours = archspec.build(SPECS / "resnet18.yaml")
+    report = transfer(ref, ours)
+    assert report.ok and dict(report.transferred)["conv1.conv.weight"] == "conv1.weight"
+    assert_same_outputs(ours, ref, size=64)
+
+
 SIBLINGS = "  - {name: a, type: conv, out: 8, kernel: 3}\n  - {name: b, type: conv, out: 8, kernel: 3}\n"
 
 
@@ -301,6 +316,22 @@ def test_a_file_without_batch_norm_counters_loads(resnet18_file: Path, tmp_path:
     torch.save(state, tmp_path / "old.pth")
     report = archspec.build(SPECS / "resnet18.yaml", weights=tmp_path / "old.pth").transfer_report
     assert report.ok and report.method == "dataflow" and len(report.transferred) == len(state)
+
+
+def test_a_strict_misfit_copies_nothing() -> None:
+    # torchvision's ResNet-50 into a 10-class resnet50.yaml: everything pairs, the classifier has other
+    # shapes. Strict: refused and the model untouched; not strict: all but fc copied.
+    torch.manual_seed(0)
+    ref = torchvision.models.resnet50()
+    model = archspec.build(SPECS / "resnet50.yaml", overrides={"layers.fc.out": 10})
+    before = model.conv1.conv.weight.clone()
+    with pytest.raises(WeightsError, match=r"^the weights do not fit resnet50, nothing loaded: would transfer 318 "
+                                           r"tensors .* \(e.g. fc.weight is \[10, 2048\] but fc.weight is \[1000, 2048\]\)"):
+        load_weights(model, ref)
+    assert torch.equal(model.conv1.conv.weight, before)
+    report = load_weights(model, ref, strict=False)
+    assert [m[0] for m in report.mismatched] == ["fc.weight", "fc.bias"]
+    assert torch.equal(model.conv1.conv.weight, ref.conv1.weight)
 
 
 def test_a_mapping_to_nothing_is_refused(tmp_path: Path) -> None:

@@ -140,7 +140,7 @@ def _listed(names: list[str]) -> str:
 
 def _explicit(ours: Groups, theirs: Groups, mapping: Mapping[str, str]) -> Pairs:
     """Pairs that `mapping` ({our_prefix: their_prefix}, longest prefix first, at dot boundaries) names."""
-    pairs = []
+    pairs, used = [], set()
     for prefix in ours:
         parts = prefix.split(".") if prefix else []
         for n in range(len(parts), -1, -1):
@@ -150,7 +150,11 @@ def _explicit(ours: Groups, theirs: Groups, mapping: Mapping[str, str]) -> Pairs
                 if target not in theirs:
                     raise WeightsError(f"the mapping sends {prefix!r} to {target!r}, which the weights do not have")
                 pairs.append((prefix, target))
+                used.add(head)
                 break
+    unused = [k for k in mapping if k not in used]
+    if unused:
+        raise WeightsError(f"the mapping names {unused[0]!r}, which is no module of ours with weights (nor a prefix of one)")
     return pairs
 
 

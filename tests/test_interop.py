@@ -338,6 +338,8 @@ def test_a_mapping_to_nothing_is_refused(tmp_path: Path) -> None:
     ours = archspec.compile(tiny(tmp_path, SIBLINGS, norm="none"))
     with pytest.raises(WeightsError, match="the mapping sends 'a.conv' to '0.9', which the weights do not have"):
         load_weights(ours, siblings_reference().state_dict(), mapping={"a.conv": "0.9"})
+    with pytest.raises(WeightsError, match="the mapping names 'a.cnv', which is no module of ours with weights"):
+        load_weights(ours, siblings_reference().state_dict(), mapping={"a.conv": "0.1.0", "a.cnv": "0.2.0"})
 
 
 def test_export_and_predict_verify(resnet18_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
+from .references import reference_model
 from .spec import Spec, load
 from .train import loss_of
 
@@ -173,20 +174,6 @@ def example_input(shape: tuple[int, ...], batch: int = 1, device: str | torch.de
                   channels_last: bool = False, dtype: torch.dtype | None = None) -> torch.Tensor:
     x = torch.randn(batch, *shape, device=device, dtype=dtype)
     return x.contiguous(memory_format=torch.channels_last) if channels_last and x.ndim == 4 else x
-
-
-def reference_model(reference: str) -> nn.Module:
-    """`torchvision:name` or `timm:name`, randomly initialised (no downloads)."""
-    package, name = reference.split(":")
-    if package == "torchvision":
-        import torchvision
-
-        # GoogLeNet and Inception-v3 warn unless their (default) initialisation is asked for explicitly.
-        kwargs = {"init_weights": True} if name in ("googlenet", "inception_v3") else {}
-        return torchvision.models.get_model(name, weights=None, **kwargs)
-    import timm
-
-    return timm.create_model(name, pretrained=False)
 
 
 def synchronize(device: torch.device) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .blocks.base import fmt_shape
-from .cli_args import add_allow_large, check_fits, load_spec, positive_int
+from .cli_args import add_allow_large, add_weight_options, check_fits, load_spec, positive_int
 from .deploy_cli import EXPORT_HELP, PREDICT_HELP, add_export_arguments, add_predict_arguments, cmd_export, cmd_predict
 from .errors import InputError, SpecError
 from .files import OutputError, check_output, save_torch
@@ -50,15 +50,19 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     from .bench import example_input, prepare_model, resolve_device, synchronize
     from .compiler import compile
-    from .interop import load_weights
+    from .interop import load_weights, verify_transfer
 
     device = resolve_device(args.device, allow_meta=True)
     check_fits(args, spec, device)  # before allocating
     start = time.perf_counter()
     model = compile(spec, device)
     built = time.perf_counter() - start
-    if args.weights:
-        print(load_weights(model, args.weights))
+    if args.map and not args.weights:
+        raise ValueError("--map says where the tensors of --weights go; give --weights too")
+    report = load_weights(model, args.weights, mapping=args.map, verify=args.verify) if args.weights else None
+    verified = report.verified if report else verify_transfer(model) if args.verify else None
+    if report and not args.json:
+        print(report)
     model.eval()
     runnable = prepare_model(model, channels_last=args.channels_last, compile=args.compile)
     x = example_input(spec.input.shape, 1, device, args.channels_last)
@@ -68,6 +72,23 @@ def cmd_build(args: argparse.Namespace) -> int:
     synchronize(device)
     forward = time.perf_counter() - start
     measured = sum(p.numel() for p in model.parameters())
+    if args.json:
+        print(json.dumps({"spec": spec.name, "device": str(device), "parameters": measured, "macs": spec.macs,
+                          "input": [1, *spec.input.shape], "output": list(y.shape), "verified": verified,
+                          "weights": report.to_dict() if report else None}, indent=2))
+    else:
+        _print_build(spec, device, built, measured, y, forward, verified)
+    if args.output:
+        out = Path(args.output)
+        payload = {"format": "archspec-checkpoint/1", "spec": spec.source,
+                   "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+        save_torch(out, payload, force=args.force, protect=[args.spec])
+        print(f"  checkpoint   {out}", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+def _print_build(spec: Any, device: Any, built: float, measured: int, y: Any, forward: float,
+                 verified: float | None) -> None:
     print(f"{spec.name}: built on {device} in {built * 1000:.0f} ms")
     print(f"  parameters   {measured:,}" + ("" if measured == spec.params else f"  (analysis says {spec.params:,}!)"))
     print(f"  MACs         {spec.macs:,} ({human(spec.macs)})")
@@ -75,13 +96,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     # On meta nothing is computed: the time would be torch's one-off loading of its meta kernels.
     timing = "shapes only on meta" if y.device.type == "meta" else f"one forward pass: {forward * 1000:.0f} ms"
     print(f"  output       {fmt_shape(tuple(y.shape))}  ({timing})")
-    if args.output:
-        out = Path(args.output)
-        payload = {"format": "archspec-checkpoint/1", "spec": spec.source,
-                   "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
-        save_torch(out, payload, force=args.force, protect=[args.spec])
-        print(f"  checkpoint   {out}")
-    return 0
+    if verified is not None:
+        print(f"  verified     outputs equal {spec.reference}'s within {verified:.2g} (relative; same weights)")
 
 
 def _show(result: Any, text: str) -> None:
@@ -216,6 +232,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("spec", metavar="SPEC")
     c.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, meta ... (default: cpu)")
     c.add_argument("--weights", metavar="FILE", help="a torchvision/timm state_dict or archspec checkpoint")
+    add_weight_options(c)
+    c.add_argument("--json", action="store_true", help="machine-readable output, with the full weight mapping")
     c.add_argument("-o", "--output", metavar="FILE", help="write a checkpoint (resolved spec + state_dict), atomically")
     c.add_argument("--force", action="store_true", help="replace an existing --output file")
     add_allow_large(c)

@@ -25,6 +25,15 @@ def positive_float(text: str) -> float:
     return value
 
 
+def add_weight_options(parser: argparse.ArgumentParser) -> None:
+    """--map and --verify, beside a command's --weights (docs/weights.md)."""
+    parser.add_argument("--map", metavar="FILE", help="a YAML/JSON mapping {our.prefix: their.prefix} that says "
+                                                      "where --weights' tensors go (for what no other method decides)")
+    parser.add_argument("--verify", action="store_true",
+                        help="run the spec's reference model with the model's weights (batch-norm statistics "
+                             "randomised) and fail unless the outputs agree within 1e-4 (relative)")
+
+
 def load_spec(args: argparse.Namespace, path: str | None = None, variant: str | None = None) -> Spec:
     """The command's spec (`args.spec`, or `path`) with its --set, --variant (or `variant`) and --phi."""
     return load(path or args.spec, getattr(args, "set", None) or None,

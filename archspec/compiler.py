@@ -29,8 +29,11 @@ def compile(spec: Spec, device: str | torch.device | None = None, dtype: torch.d
 def build(spec: str | Path | Spec, overrides: dict[str, Any] | list[str] | None = None,
           weights: str | Path | dict[str, torch.Tensor] | None = None,
           device: str | torch.device | None = None, dtype: torch.dtype | None = None,
-          variant: str | None = None, phi: float | None = None) -> Network:
-    """Load (if given a path), compile and optionally load weights; see `archspec.interop`."""
+          variant: str | None = None, phi: float | None = None, mapping: dict[str, str] | str | Path | None = None,
+          verify: bool = False) -> Network:
+    """Load (if given a path), compile and optionally load weights (`mapping`: where they go, see
+    `archspec.interop`). `verify`: check the model against the spec's reference model with the same
+    weights (`interop.verify_transfer`; a WeightsError if they differ)."""
     if not isinstance(spec, Spec):
         spec = load(spec, overrides, variant=variant, phi=phi)
     elif overrides or variant or phi is not None:
@@ -39,5 +42,9 @@ def build(spec: str | Path | Spec, overrides: dict[str, Any] | list[str] | None 
     if weights is not None:
         from .interop import load_weights
 
-        model.transfer_report = load_weights(model, weights)
+        model.transfer_report = load_weights(model, weights, mapping=mapping, verify=verify)
+    elif verify:
+        from .interop import verify_transfer
+
+        verify_transfer(model)
     return model

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .cli_args import add_allow_large, check_fits, load_spec, positive_int
+from .cli_args import add_allow_large, add_weight_options, check_fits, load_spec, positive_int
 from .errors import InputError, one_line
 from .units import human_bytes
 
@@ -36,6 +36,7 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (anything Pillow reads)")
     parser.add_argument("--weights", required=True, metavar="FILE",
                         help="a torchvision/timm state_dict (torch.save) or an archspec checkpoint")
+    add_weight_options(parser)
     parser.add_argument("--tta", action="store_true",
                         help="average the softmax over the spec's test-time views (its `tta:`, else ten_crop)")
     parser.add_argument("--topk", type=positive_int, default=5, metavar="K", help="classes to show per image (default 5)")
@@ -54,6 +55,7 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     parser.add_argument("-o", "--output", metavar="FILE", help="default: ./SPEC_NAME.onnx|.pt2|.py")
     parser.add_argument("--weights", metavar="FILE", help="a torchvision/timm state_dict or archspec checkpoint "
                                                          "(python: written beside the .py as FILE.pth)")
+    add_weight_options(parser)
     parser.add_argument("--force", action="store_true", help="replace an existing output file")
     parser.add_argument("--no-check", dest="check", action="store_false",
                         help="do not run the written file against the eager model")
@@ -155,8 +157,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     check_fits(args, spec, device, min(args.batch_size, len(args.images)) * views)  # before allocating
     labels = labels or reference_categories(spec)
     model = compile(spec, device)
-    report = load_weights(model, args.weights)
-    print(f"weights: {str(report).splitlines()[0]} from {args.weights}", file=sys.stderr)
+    report = load_weights(model, args.weights, mapping=args.map, verify=args.verify)
+    print(f"weights: {report.summary()} from {args.weights}", file=sys.stderr)
     net = with_tta(model, spec) if args.tta else model
     net.eval()
     if args.tta:
@@ -198,16 +200,21 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     from .compiler import compile
     from .export import EXAMPLE_BATCH, check_targets, default_output, export
-    from .interop import load_weights
+    from .interop import load_weights, verify_transfer
 
+    if args.map and not args.weights:
+        raise ValueError("--map says where the tensors of --weights go; give --weights too")
     out = Path(args.output) if args.output else default_output(spec, args.format)
     protect = [Path(args.spec)] + ([Path(args.weights)] if args.weights else [])
     check_targets(args.format, out, bool(args.weights), protect, force=args.force)  # before any work
     check_fits(args, spec, "cpu", EXAMPLE_BATCH + 1)  # the check runs the exported model on one more image
     model = compile(spec)
     if args.weights:
-        report = load_weights(model, args.weights)
-        print(f"weights: {str(report).splitlines()[0]} from {args.weights}", file=sys.stderr)
+        report = load_weights(model, args.weights, mapping=args.map, verify=args.verify)
+        print(f"weights: {report.summary()} from {args.weights}", file=sys.stderr)
+    elif args.verify:
+        print(f"verified: outputs equal {spec.reference}'s within {verify_transfer(model):.2g} (relative)",
+              file=sys.stderr)
     result = export(spec, args.format, out, model=model, write_weights=bool(args.weights), check=args.check,
                     protect=protect, force=args.force)
     size = sum(f.stat().st_size for f in result.files)

@@ -51,12 +51,14 @@ def export(spec: str | Path | Spec, format: str, output: str | Path | None = Non
            weights: str | Path | Mapping[str, torch.Tensor] | None = None, *,
            overrides: dict[str, Any] | list[str] | None = None, variant: str | None = None,
            phi: float | None = None, check: bool = True, model: nn.Module | None = None,
-           write_weights: bool | None = None, protect: Iterable[str | Path] = (), force: bool = False) -> ExportResult:
+           write_weights: bool | None = None, protect: Iterable[str | Path] = (), force: bool = False,
+           mapping: Mapping[str, str] | str | Path | None = None, verify: bool = False) -> ExportResult:
     """Write `spec` (a path or a loaded Spec) in `format` (onnx, pt2, python) to `output` (default
     ./SPEC_NAME.onnx|.pt2|.py); the eval-mode network, with a dynamic batch dimension.
 
     `weights`: a torchvision/timm state_dict (file or mapping) or archspec checkpoint, loaded
-    structurally (else the spec's initialisation). `model`: an already built model of `spec` to
+    as `archspec.interop.load_weights` does, with `mapping` and `verify` (else the spec's
+    initialisation). `model`: an already built model of `spec` to
     export instead. For `python`, `write_weights` (default: whether `weights` were given) also writes
     the model's state_dict beside the source as OUTPUT.pth, which the generated `build()` loads.
     `check` runs the written file on a fresh input (another batch size) against the eager model and
@@ -85,7 +87,11 @@ def export(spec: str | Path | Spec, format: str, output: str | Path | None = Non
     if weights is not None:
         from .interop import load_weights
 
-        report = load_weights(model, weights)
+        report = load_weights(model, weights, mapping=mapping, verify=verify)
+    elif verify:
+        from .interop import verify_transfer
+
+        verify_transfer(model)
     model = model.eval()
     if format == "python":
         result = _export_python(spec, model, out, guarded, with_weights=write_weights, check=check, force=force)

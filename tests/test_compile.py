@@ -10,7 +10,7 @@ import torchvision
 
 import archspec
 from archspec.init import SCHEMES
-from archspec.interop import transfer
+from archspec.interop import WeightsError, transfer
 from archspec.spec import INIT_SCHEMES
 from conftest import SPECS
 
@@ -97,11 +97,19 @@ def test_transfer_report_names_what_did_not_fit() -> None:
 
 
 def test_transfer_report_missing_and_unexpected() -> None:
-    # VGG-11 weights into VGG-11-BN: every conv and linear fits, the BN layers have no source.
-    report = transfer(torchvision.models.vgg11(), archspec.build(SPECS / "vgg11_bn.yaml", device="meta").to_empty(device="cpu"))
+    # VGG-11's weights (our names) into VGG-11-BN: every conv and linear pairs by name, the BN layers have no source.
+    report = transfer(archspec.build(SPECS / "vgg11.yaml", device="meta").state_dict(),
+                      archspec.build(SPECS / "vgg11_bn.yaml", device="meta"))
     assert len(report.missing) == 8 * 5 and not report.unexpected and not report.mismatched
     assert report.missing[0] == "stage1.0.norm.weight"
-    assert "missing 40" in str(report)
+    assert "missing 40" in str(report) and "by names" in str(report)
+
+
+def test_transfer_refuses_a_model_of_another_dataflow() -> None:
+    # torchvision's VGG-11 into VGG-11-BN: the dataflow differs at the first batch norm, which is refused.
+    with pytest.raises(WeightsError, match=r"differs from VGG's at parametrised layer 2 \(of 19 and 11\): ours "
+                                           r"'stage1.0.norm' \{bias: \[64\].*theirs 'features.3' \{bias: \[128\]"):
+        transfer(torchvision.models.vgg11(), archspec.build(SPECS / "vgg11_bn.yaml", device="meta"))
 
 
 def test_torchvision_state_dict_file_loads(tmp_path: Path) -> None:

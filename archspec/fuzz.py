@@ -48,7 +48,8 @@ from pydantic import BaseModel
 from .blocks import BLOCK_TYPES
 from .errors import SpecError
 from .scaling import annotation_parts
-from .source import load_raw, to_plain
+from .inherit import load_raw
+from .source import to_plain
 from .spec import Spec, load
 
 

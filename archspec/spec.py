@@ -13,8 +13,8 @@ from .blocks.sequence import Sequence
 from .errors import Loc, SpecError, did_you_mean
 from .preprocess import Preprocess, TTASpec
 from .scaling import Compound, ScaledField, Scaling, annotation_parts, scale_blocks
-from .source import (MAX_DEFAULT_VALUES, LocDict, LocList, apply_dotted, apply_overrides, load_raw, loc_of, parse_yaml,
-                     printable, set_path, split_dotted, to_plain)
+from .inherit import apply_overrides, fold, load_raw
+from .source import MAX_DEFAULT_VALUES, LocDict, LocList, loc_of, parse_yaml, printable, source_budget, to_plain
 
 INIT_SCHEMES = ("default", "resnet", "vgg", "googlenet", "inception_v3", "efficientnet", "mobilenet",
                 "timm_resnet", "timm_efficientnet")
@@ -150,52 +150,30 @@ def load(path: str | Path, overrides: Overrides = None, *, variant: str | None =
          analyse: bool = True) -> Spec:
     """Read, resolve and validate a spec file; with `analyse`, also check every shape.
 
-    `variant` picks an entry of the spec's `variants` table (applied before `overrides`, so these win);
-    `phi` makes a compound-scaling member (the spec needs a `compound` rule)."""
-    return prepare(load_raw(path), overrides, variant, phi, analyse)
+    `variant` picks an entry of the spec's `variants` table (applied after every file, before `overrides`,
+    so these win); `phi` makes a compound-scaling member (the spec needs a `compound` rule)."""
+    with source_budget():  # the files, the variant and the overrides share the limits
+        return prepare(load_raw(path, variant), overrides, phi, analyse)
 
 
 def loads(text: str, file: str = "<string>", overrides: Overrides = None, *, variant: str | None = None,
           phi: float | None = None) -> Spec:
     """Like `load`, from YAML text (no `extends`)."""
-    raw = parse_yaml(text, file)
-    if not isinstance(raw, LocDict):
-        raise SpecError("a spec must be a YAML mapping (name, input, layers, ...)", Loc(file, 1, 1))
-    if "extends" in raw:
-        raise SpecError("'extends' needs a file to resolve the parent from; use archspec.load(path)", raw.loc_of("extends"))
-    return prepare(apply_dotted(*split_dotted(raw)), overrides, variant, phi)
+    with source_budget():
+        raw = parse_yaml(text, file)
+        if not isinstance(raw, LocDict):
+            raise SpecError("a spec must be a YAML mapping (name, input, layers, ...)", Loc(file, 1, 1))
+        if "extends" in raw:
+            raise SpecError("'extends' needs a file to resolve the parent from; use archspec.load(path)", raw.loc_of("extends"))
+        return prepare(fold([raw], variant), overrides, phi)
 
 
-def prepare(raw: LocDict, overrides: Overrides = None, variant: str | None = None, phi: float | None = None,
-            analyse: bool = True) -> Spec:
-    """Variant, then overrides, then validation, scaling and (optionally) analysis."""
-    if variant is not None and raw.get("variant") != variant:  # chosen from outside: named after it
-        if raw.get("variant") is None and isinstance(raw.get("name"), str):
-            raw["name"] = f"{raw['name']}_{variant}"
-        raw["variant"] = variant
-        raw.key_locs["variant"] = Loc(f"--variant {printable(variant, 200)}", 1, 1)
-    _apply_variant(raw)
+def prepare(raw: LocDict, overrides: Overrides = None, phi: float | None = None, analyse: bool = True) -> Spec:
+    """Overrides (after the files and the variant: inherit.py), then validation, scaling and (optionally) analysis."""
     apply_overrides(raw, overrides)
     if phi is not None:
         apply_overrides(raw, {"scaling.phi": phi})
     return resolve(raw, analyse)
-
-
-def _apply_variant(raw: LocDict) -> None:
-    name = raw.get("variant")
-    if name is None:
-        return
-    table = raw.get("variants")
-    loc = raw.loc_of("variant")
-    if not isinstance(table, LocDict) or str(name) not in table:
-        names = list(table) if isinstance(table, LocDict) else []
-        known = f"; variants: {', '.join(names)}" if names else "; this spec has no 'variants' table"
-        raise SpecError(f"unknown variant '{printable(name)}'{did_you_mean(str(name), names)}{known}", loc, "variant")
-    entry = table[str(name)]
-    if not isinstance(entry, LocDict):
-        raise SpecError("a variant is a mapping of dotted paths to values", table.loc_of(str(name)), f"variants.{printable(name)}")
-    for path, value in entry.items():
-        set_path(raw, path, value, entry.loc_of(path))
 
 
 def resolve(raw: LocDict, analyse: bool = True) -> Spec:

@@ -7,7 +7,7 @@ import pytest
 
 import archspec
 from archspec import SpecError
-from archspec.source import load_raw
+from archspec.inherit import load_raw
 from conftest import ALIASES, SPECS
 
 

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from math import prod
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Iterator, Literal, NoReturn, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from ..errors import Loc, SpecError
+from ..model import SpecModel
 from ..source import LocDict
 
 if TYPE_CHECKING:
@@ -99,7 +100,7 @@ def child_path(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
 
 
-class Block(BaseModel):
+class Block(SpecModel):
     """Base of every block model. Subclasses set `type: Literal[...]` and their fields."""
 
     model_config = ConfigDict(extra="forbid")

@@ -1,17 +1,17 @@
 """A spec's files and edits folded into one raw tree: `extends`, dotted keys, the variant, overrides.
 
-The rule (docs/spec-language.md, section 8): the files of an `extends` chain apply from the root down,
-and what a file writes wins over what it inherits. In each file:
+The rule (docs/spec-language.md, section 8): the files of an `extends` chain apply from the root down, and
+what a file writes wins over everything it inherits, including the variant it names. In each file:
 
-1. its plain keys merge onto the tree it inherits (mappings key by key; anything else replaces);
-2. its `variant:`, if it is the last file of the chain to name one, applies that row of the `variants`
-   table (dotted paths). A row path that the same file also writes as a plain key is refused: the file
-   would say two things about one value. (A variant named higher up the chain is superseded.)
+1. the row of the `variants` table that its `variant:` names, if it is the last file of the chain to name
+   one, applies to the tree the file inherits (a variant named higher up the chain is superseded);
+2. the file's plain keys merge on top (mappings key by key; anything else replaces);
 3. its dotted keys (`layers.layer3.repeat: 36`) apply last.
 
-So a child of efficientnet_b0.yaml that writes `scaling: {width: 1.5}` gets width 1.5 over B0. A
-`--variant` (or `variant=`) chosen from outside applies after every file, like `--set`, and supersedes
-the variant the files name; then the overrides apply.
+So a child of efficientnet_b0.yaml that writes `scaling: {width: 1.5}` gets width 1.5 over B0, and a
+resolved tree (`Spec.source`) written out as a file loads as the same spec. A `--variant` (or `variant=`)
+chosen from outside applies after every file, like `--set`, and supersedes the variant the files name;
+then the overrides apply.
 """
 from __future__ import annotations
 
@@ -83,15 +83,15 @@ def fold(files: list[LocDict], variant: str | None = None) -> LocDict:
     for index, raw in enumerate(files):
         own, dotted = split_dotted(raw)
         own.pop("extends", None)
-        if index:
-            tree.pop("reference", None)  # a file that extends another is another network
+        if index and "reference" in tree:  # a file that extends another is another network
+            tree["reference"] = None  # (kept as null, so that a variant row applied again cannot set it)
+        if index == chooser:  # the row goes under the file's own keys, as if inherited
+            apply_variant(tree, merge(tree, own))
         tree = merge(tree, own)
-        if index == chooser:
-            apply_variant(tree, own)
         apply_dotted(tree, dotted)
     if variant is not None:
         _choose(tree, variant)
-        apply_variant(tree, None)
+        apply_variant(tree, tree)
     return tree
 
 
@@ -103,13 +103,13 @@ def _choose(tree: LocDict, variant: str) -> None:
     tree.key_locs["variant"] = Loc(f"--variant {printable(variant, 200)}", 1, 1)
 
 
-def apply_variant(tree: LocDict, written: LocDict | None) -> None:
-    """Apply the row of `variants` that `variant` names; `written`: the plain keys of the file that names it."""
-    name = tree.get("variant")
+def apply_variant(tree: LocDict, chosen: LocDict) -> None:
+    """Apply to `tree` the row of `chosen`'s `variants` table that `chosen`'s `variant` names."""
+    name = chosen.get("variant")
     if name is None:
         return
-    table = tree.get("variants")
-    loc = tree.loc_of("variant")
+    table = chosen.get("variants")
+    loc = chosen.loc_of("variant")
     if not isinstance(table, LocDict) or str(name) not in table:
         names = list(table) if isinstance(table, LocDict) else []
         known = f"; variants: {', '.join(names)}" if names else "; this spec has no 'variants' table"
@@ -117,27 +117,8 @@ def apply_variant(tree: LocDict, written: LocDict | None) -> None:
     entry = table[str(name)]
     if not isinstance(entry, LocDict):
         raise SpecError("a variant is a mapping of dotted paths to values", table.loc_of(str(name)), f"variants.{printable(name)}")
-    clashes = _written_paths(written) if written is not None else {}
     for path, value in entry.items():
-        clash = next((w for w in clashes if w == path or w.startswith(path + ".")), None)
-        if clash is not None:
-            raise SpecError(f"'{printable(clash)}' is written here and set by variant '{printable(name)}' "
-                            f"(at {entry.loc_of(path)}); write it as a dotted key ('{printable(clash)}: ...'), which "
-                            "applies after the variant, or in a file that extends this one", clashes[clash])
         set_path(tree, path, value, entry.loc_of(path))
-
-
-def _written_paths(written: LocDict, prefix: str = "") -> dict[str, Loc]:
-    """The dotted paths of the values a file writes as plain keys, through mappings: {path: position}."""
-    paths: dict[str, Loc] = {}
-    for key, value in written.items():
-        if not prefix and key in ("variant", "variants"):
-            continue
-        if isinstance(value, LocDict) and value:
-            paths.update(_written_paths(value, f"{prefix}{key}."))
-        else:
-            paths[f"{prefix}{key}"] = written.loc_of(key)
-    return paths
 
 
 def split_dotted(raw: LocDict) -> tuple[LocDict, LocDict]:

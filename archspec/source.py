@@ -6,13 +6,14 @@ Limits, so that no input can hang the loader or exhaust memory (each refusal is 
 hold for one spec as a whole: every file of its `extends` chain, its `--set` and API overrides share one
 `Budget` (`source_budget`), so 32 files each under a limit cannot add up to 32 times it.
 
-- `MAX_SOURCE_BYTES` (128 KiB): the YAML text read, all files together; the largest bundled spec is under
-  8 KiB, and the pure-Python YAML parser reads about 100 KiB a second.
+- `MAX_SOURCE_BYTES` (64 KiB): the YAML text read, all files together; the largest bundled spec is under
+  8 KiB, and the pure-Python YAML parser reads dense YAML at about 40-150 KiB a second of CPU time.
 - `MAX_DEPTH` (64): the deepest nesting of mappings and lists, counted through aliases and dotted keys; a
   real spec nests about 12 levels (Inception-v3's nested branches).
-- `MAX_NODES` (1,000,000): YAML nodes after expanding aliases and merge keys (`<<`), also for Python data
-  passed as an override. An alias bomb is refused before anything is copied (its expansion is counted on
-  the shared graph), a merge-key bomb as its merges are counted; either in well under a second.
+- `MAX_NODES` (1,000,000): YAML nodes after expanding aliases, also for Python data passed as an override.
+  An alias bomb is refused before anything is copied: its expansion is counted on the shared graph.
+- `MAX_MERGED_PAIRS` (20,000): key-value pairs that merge keys (`<<: *a`) copy, counted as they are copied
+  (a real spec's merges copy tens; each copy is built, so a merge bomb must stop early: in about 0.2 s).
 - `MAX_DEFAULT_VALUES` (200,000): values that `defaults` may add to the blocks in all (each block gets its
   own copy of its type's defaults to validate). Defaults cannot hold blocks (they would nest without end).
 - `MAX_EXTENDS_DEPTH` (32): files in an `extends` chain; a cycle is an error.
@@ -36,9 +37,10 @@ from .errors import Loc, SpecError
 
 MAX_EXTENDS_DEPTH = 32
 MAX_NODES = 1_000_000
+MAX_MERGED_PAIRS = 20_000
 MAX_DEFAULT_VALUES = 200_000
 MAX_DEPTH = 64
-MAX_SOURCE_BYTES = 128 * 1024
+MAX_SOURCE_BYTES = 64 * 1024
 MAX_FILE_BYTES = MAX_SOURCE_BYTES  # one file may use the whole budget
 
 
@@ -48,6 +50,7 @@ class Budget:
 
     bytes: int = MAX_SOURCE_BYTES
     nodes: int = MAX_NODES
+    merged_pairs: int = MAX_MERGED_PAIRS
     files: int = 0  # files and texts read so far, for the messages
 
     def spend_bytes(self, size: int, loc: Loc) -> None:
@@ -169,8 +172,8 @@ class _Loader(yaml.SafeLoader):
         """`<<: *a` / `<<: [*a, *b]` as the YAML merge-key spec reads them: the mapping's own keys win,
         then the earlier of the merged mappings. (PyYAML 6.0.3 lets a later mapping's key win when it
         is not the same key object as an earlier one's.) Leaves the merged pairs first, then the own ones,
-        each merged key once and none that an own key overrides. Every merged pair is counted against the
-        node budget as it is copied (a merge-key bomb copies many), and a mapping that merges itself is refused."""
+        each merged key once and none that an own key overrides. Merged pairs are counted as they are
+        copied (MAX_MERGED_PAIRS), and a mapping that merges itself is refused."""
         if id(node) in self._flattening:
             raise SpecError("'<<' merges a mapping into itself", self._loc(node))
         merged: dict[Any, tuple[yaml.Node, yaml.Node]] = {}
@@ -188,8 +191,10 @@ class _Loader(yaml.SafeLoader):
                     if not isinstance(source, yaml.MappingNode):
                         raise SpecError(f"'<<' merges a mapping or a list of mappings, not {source.id}", self._loc(source))
                     self.flatten_mapping(source)
-                    self.budget.spend_nodes(len(source.value), f"the '<<' merge keys expand to more than {MAX_NODES:,} "
-                                            "YAML nodes", self._loc(key_node))
+                    self.budget.merged_pairs -= len(source.value)
+                    if self.budget.merged_pairs < 0:
+                        raise SpecError(f"the '<<' merge keys copy more than {MAX_MERGED_PAIRS:,} key-value pairs",
+                                        self._loc(key_node))
                     for pair in source.value:
                         merged.setdefault(_key_identity(pair[0]), pair)
         finally:

@@ -281,7 +281,7 @@ def _locate(steps: tuple[Any, ...], raw: LocDict) -> _Place:
             position, node, field = node.loc_of(step), node[step], step
         elif isinstance(node, LocList) and isinstance(step, int) and 0 <= step < len(node):
             position, node = node.loc_of(step), node[step]
-        elif node is block and isinstance(step, str) and step in (given := _defaults_for(defaults, block)):
+        elif block is not None and node is block and isinstance(step, str) and step in (given := _defaults_for(defaults, block)):
             position, node, field, default = given.loc_of(step), given[step], step, True
         else:
             continue  # a union member's tag, or a key that is absent (missing / extra)

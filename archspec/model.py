@@ -13,6 +13,8 @@ from typing import Any, get_args
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from .source import LocDict
+
 
 class SpecModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -21,30 +23,33 @@ class SpecModel(BaseModel):
     @classmethod
     def _no_lax_coercion(cls, data: Any) -> Any:
         """Refuse true/false for a number and bytes anywhere, located at the field (a field validator
-        cannot do it: the blocks' `type` is a discriminator, which takes no validators)."""
-        if not isinstance(data, dict):
+        cannot do it: the blocks' `type` is a discriminator, which takes no validators). Only what a spec
+        says is checked (a raw tree, overrides included), not the blocks a macro block builds in Python."""
+        if not isinstance(data, LocDict):
             return data
-        errors = [InitErrorDetails(type=_error(cls, field, item), loc=(field,), input=value)
-                  for field, value in data.items() if field in cls.model_fields
-                  for item in (value if isinstance(value, (list, tuple)) else (value,)) if _error(cls, field, item)]
-        if errors:
-            raise ValidationError.from_exception_data(cls.__name__, errors[:1])
+        numbers = _number_fields(cls)
+        for field, value in data.items():
+            for item in value if isinstance(value, (list, tuple)) else (value,):
+                if isinstance(item, (bytes, bytearray)):
+                    message = "Input should be text or a number, not bytes"
+                elif isinstance(item, bool) and field in numbers:
+                    message = "Input should be a number, not true or false"
+                else:
+                    continue
+                error = PydanticCustomError("strict_type", message)
+                raise ValidationError.from_exception_data(cls.__name__, [InitErrorDetails(type=error, loc=(field,), input=value)])
         return data
 
 
-def _error(model: type[BaseModel], field: str, item: Any) -> PydanticCustomError | None:
-    if isinstance(item, (bytes, bytearray)):
-        return PydanticCustomError("bytes_type", "Input should be text or a number, not bytes")
-    if isinstance(item, bool) and _number_not_bool(model, field):
-        return PydanticCustomError("bool_as_number", "Input should be a number, not true or false")
-    return None
-
-
 @cache
-def _number_not_bool(model: type[BaseModel], field: str) -> bool:
-    """Whether a field takes numbers but not true/false (which lax mode would read as 1 and 0)."""
-    parts = set(_types(model.model_fields[field].annotation))
-    return bool(parts & {int, float}) and not parts & {bool, Any}
+def _number_fields(model: type[BaseModel]) -> frozenset[str]:
+    """The fields that take numbers but not true/false (which lax mode would read as 1 and 0)."""
+    found = set()
+    for name, info in model.model_fields.items():
+        parts = set(_types(info.annotation))
+        if parts & {int, float} and not parts & {bool, Any}:
+            found.add(name)
+    return frozenset(found)
 
 
 def _types(annotation: Any) -> list[Any]:

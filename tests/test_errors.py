@@ -44,6 +44,11 @@ EXPECTED = {
     "pool_too_big": (4, 5, "pool (pool): a 5x5 max pool (stride 5x5) does not fit the 4x4 input"),
     "same_padding_stride": (4, 5, "conv1 (conv): padding 'same' needs stride 1"),
     "inception_branch_stride": (5, 5, "mixed (inception): branch 'b3x3' gives 24x14x14 but branch 'b1x1' gives 16x28x28"),
+    "wrong_case_value": (4, 50, "conv1 (conv): 'activation': Input should be 'none', 'relu',"),
+    "bad_default_in_child": (4, 19, "conv1 (conv): 'activation': Input should be"),
+    "merge_itself": (3, 7, "spec: '<<' merges a mapping into itself"),
+    "unquoted_colon": (2, 20, "not valid YAML: mapping values are not allowed here (usually a value that contains ': '"),
+    "bool_as_size": (2, 9, "input.size: 'size': Input should be a number, not true or false (got True)"),
 }
 # The cycle is reported where the `extends` that closes it stands.
 REPORTED_IN = {"extends_cycle": "extends_cycle_partner", "extends_cycle_partner": "extends_cycle"}

@@ -16,13 +16,12 @@ then the overrides apply.
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 from typing import Any
 
 from .errors import Loc, SpecError, did_you_mean
-from .source import (MAX_DEPTH, MAX_EXTENDS_DEPTH, LocDict, LocList, loc_of, parse_yaml, printable, read_file,
-                     source_budget, to_loc)
+from .source import (MAX_DEPTH, MAX_EXTENDS_DEPTH, LocDict, LocList, loc_of, not_a_file, parse_yaml, printable,
+                     read_file, source_budget, to_loc)
 
 
 def load_raw(path: str | Path, variant: str | None = None) -> LocDict:
@@ -71,8 +70,8 @@ def _check_parent(parent: Path, ref: str, loc: Loc) -> None:
         raise SpecError(f"parent spec '{printable(ref)}' not found (looked for {printable(str(parent))})", loc) from None
     except (OSError, ValueError) as exc:
         raise SpecError(f"'extends': cannot use '{printable(ref)}' as a file path ({printable(str(exc), 200)})", loc) from None
-    if not stat.S_ISREG(mode):
-        kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file (a FIFO, socket or device)"
+    kind = not_a_file(mode)
+    if kind:
         raise SpecError(f"parent spec '{printable(ref)}' is {kind}, not a spec file", loc)
 
 

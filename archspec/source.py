@@ -430,6 +430,13 @@ def read_file(path: Path) -> LocDict:
     return raw
 
 
+def not_a_file(mode: int) -> str:
+    """'' for a regular file's `st_mode`, else what the path is instead."""
+    if stat.S_ISREG(mode):
+        return ""
+    return "a directory" if stat.S_ISDIR(mode) else "not a regular file (a FIFO, socket or device)"
+
+
 def _read_bytes(path: Path, limit: int) -> bytes:
     """At most `limit` bytes of a regular file. Opened non-blocking, so that a FIFO cannot hang the read."""
     where = Loc(str(path), 1, 1)
@@ -440,9 +447,8 @@ def _read_bytes(path: Path, limit: int) -> bytes:
     except (OSError, ValueError) as exc:
         raise SpecError(f"cannot read the spec file: {exc.strerror if isinstance(exc, OSError) else exc}", where) from None
     with os.fdopen(fd, "rb") as handle:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file (a FIFO, socket or device)"
+        kind = not_a_file(os.fstat(fd).st_mode)
+        if kind:
             raise SpecError(f"cannot read the spec file: it is {kind}", where)
         try:
             return handle.read(limit)

@@ -146,6 +146,8 @@ def cmd_scale(args: argparse.Namespace) -> int:
     base = load_spec(args, args.spec)
     names = [args.variant] if args.variant else list(base.variants) or [None]
     members = [(name, load_spec(args, args.spec, name) if name else base) for name in names]
+    if not args.variant and not any(_row(spec) == _row(base) for _, spec in members):
+        members.insert(0, (None, base))  # the spec itself is none of its rows (a child that changes one)
     if args.phi is not None:
         members = [(f"phi={args.phi:g}", base)]
     print(f"{'variant':<12}{'width':>8}{'depth':>8}{'resolution':>12}{'params':>16}{'MACs':>18}")
@@ -161,6 +163,11 @@ def cmd_scale(args: argparse.Namespace) -> int:
             for f in (f for f in spec.scaled_fields if f.raw != f.base):  # the fields a multiplier changed
                 print(f"  {f.path:<24}{f.field:<10}{f.base:>8}{f.raw:>12.2f}{f.scaled:>9}")
     return 0
+
+
+def _row(spec: Any) -> tuple[Any, ...]:
+    """What a row of `scale` shows."""
+    return spec.scaling.width, spec.scaling.depth, spec.input.shape, spec.params, spec.macs
 
 
 def cmd_diagram(args: argparse.Namespace) -> int:

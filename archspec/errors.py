@@ -36,8 +36,10 @@ class SpecError(Exception):
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """`; did you mean 'x'?` for the closest choice, or '' when none is close."""
-    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    """`; did you mean 'x'?` for the choice that differs only in case, else the closest, or '' when none is close."""
+    choices = [str(choice) for choice in choices]
+    same = [choice for choice in choices if choice.casefold() == str(word).casefold()]
+    close = same or difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)
     return f"; did you mean '{close[0]}'?" if close else ""
 
 

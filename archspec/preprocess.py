@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import BeforeValidator, ConfigDict
 
 from .blocks.base import PosInt
+from .model import SpecModel
 
 Triple = tuple[float, float, float]
 IMAGENET_CROP_RATIO = 0.875  # 224 / 256: the usual ImageNet evaluation crop
 
 
-class Preprocess(BaseModel):
+class Preprocess(SpecModel):
     """Resize the shorter side to `resize`, centre-crop to the spec's input size, scale to [0, 1],
     then normalise with `mean` and `std` (ImageNet's, by default)."""
 
@@ -28,7 +29,7 @@ def _tta_shorthand(value: Any) -> Any:
     return {"mode": value} if isinstance(value, str) else value
 
 
-class TTA(BaseModel):
+class TTA(SpecModel):
     """Test-time augmentation: `center` (one crop), `flip` (the crop and its mirror), `ten_crop` (four
     corners and the centre, each also mirrored; Krizhevsky et al. 2012, Section 4.1). The softmax of the
     views is averaged. Crops have the spec's input size, taken from the image resized to `resize`."""

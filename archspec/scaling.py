@@ -14,6 +14,7 @@ from typing import Annotated, Any, Iterator, get_args
 from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import SpecError
+from .model import SpecModel
 
 
 class _Scales:
@@ -43,7 +44,7 @@ def make_divisible(value: float, divisor: int = 8, min_value: int | None = None,
     return rounded
 
 
-class Compound(BaseModel):
+class Compound(SpecModel):
     """EfficientNet's compound rule: depth alpha^phi, width beta^phi, resolution gamma^phi."""
 
     model_config = ConfigDict(extra="forbid")
@@ -53,7 +54,7 @@ class Compound(BaseModel):
     gamma: Annotated[float, Field(gt=0, le=10)] = 1.15
 
 
-class Scaling(BaseModel):
+class Scaling(SpecModel):
     model_config = ConfigDict(extra="forbid")
 
     width: Annotated[float, Field(gt=0, le=100)] = 1.0  # channel multiplier

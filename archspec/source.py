@@ -1,16 +1,19 @@
 """YAML text to a raw tree whose every node knows its file, line and column.
 
-Safe loading only. `extends: parent.yaml` merges the file onto its parent; keys with dots
-(`layers.layer3.repeat: 36`) and `--set` overrides replace one value at a dotted path.
+Safe loading only. Resolving a spec (its `extends` chain, variant and overrides) is `inherit.py`.
 
-Limits, so that no input can hang the loader or exhaust memory (each refusal is a located SpecError):
+Limits, so that no input can hang the loader or exhaust memory (each refusal is a located SpecError). They
+hold for one spec as a whole: every file of its `extends` chain, its `--set` and API overrides share one
+`Budget` (`source_budget`), so 32 files each under a limit cannot add up to 32 times it.
 
-- `MAX_FILE_BYTES` (256 KiB): the largest spec file (or YAML text) read; the largest bundled spec is
-  under 8 KiB, and the pure-Python YAML parser reads about 150 KiB a second.
-- `MAX_DEPTH` (64): the deepest nesting of mappings and lists, counted through aliases; a real spec
-  nests about 12 levels (Inception-v3's nested branches).
-- `MAX_NODES` (1,000,000): YAML nodes after expanding aliases (a billion-laughs bomb is refused in about
-  half a second, with under 100 MB), also for Python data passed as an override.
+- `MAX_SOURCE_BYTES` (64 KiB): the YAML text read, all files together; the largest bundled spec is under
+  8 KiB, and the pure-Python YAML parser reads dense YAML at about 40-150 KiB a second of CPU time.
+- `MAX_DEPTH` (64): the deepest nesting of mappings and lists, counted through aliases and dotted keys; a
+  real spec nests about 12 levels (Inception-v3's nested branches).
+- `MAX_NODES` (1,000,000): YAML nodes after expanding aliases, also for Python data passed as an override.
+  An alias bomb is refused before anything is copied: its expansion is counted on the shared graph.
+- `MAX_MERGED_PAIRS` (20,000): key-value pairs that merge keys (`<<: *a`) copy, counted as they are copied
+  (a real spec's merges copy tens; each copy is built, so a merge bomb must stop early: in about 0.2 s).
 - `MAX_DEFAULT_VALUES` (200,000): values that `defaults` may add to the blocks in all (each block gets its
   own copy of its type's defaults to validate). Defaults cannot hold blocks (they would nest without end).
 - `MAX_EXTENDS_DEPTH` (32): files in an `extends` chain; a cycle is an error.
@@ -19,19 +22,66 @@ Analysis has its own budget (`blocks/base.py`: `MAX_BLOCKS`), and validation bou
 """
 from __future__ import annotations
 
+import os
 import re
+import stat
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import yaml
 
-from .errors import Loc, SpecError, did_you_mean
+from .errors import Loc, SpecError
 
 MAX_EXTENDS_DEPTH = 32
 MAX_NODES = 1_000_000
+MAX_MERGED_PAIRS = 20_000
 MAX_DEFAULT_VALUES = 200_000
 MAX_DEPTH = 64
-MAX_FILE_BYTES = 256 * 1024
+MAX_SOURCE_BYTES = 64 * 1024
+MAX_FILE_BYTES = MAX_SOURCE_BYTES  # one file may use the whole budget
+
+
+@dataclass
+class Budget:
+    """What is left for one spec's sources: text read and YAML nodes built, over all its files and overrides."""
+
+    bytes: int = MAX_SOURCE_BYTES
+    nodes: int = MAX_NODES
+    merged_pairs: int = MAX_MERGED_PAIRS
+    files: int = 0  # files and texts read so far, for the messages
+
+    def spend_bytes(self, size: int, loc: Loc) -> None:
+        if size > self.bytes:
+            where = "the spec" if self.files == 0 else f"with the {self.files} source(s) read before it, the spec"
+            raise SpecError(f"{where} is larger than {MAX_SOURCE_BYTES:,} bytes, over the limit of "
+                            f"{MAX_SOURCE_BYTES // 1024} KiB for a spec's sources (all its files together)", loc)
+        self.bytes -= size
+        self.files += 1
+
+    def spend_nodes(self, count: int, too_many: str, loc: Loc) -> None:
+        if count > self.nodes:
+            raise SpecError(too_many, loc)
+        self.nodes -= count
+
+
+_BUDGET: ContextVar[Budget | None] = ContextVar("archspec_source_budget", default=None)
+
+
+@contextmanager
+def source_budget() -> Iterator[Budget]:
+    """One spec's resolution: every source read inside shares one Budget (nested calls keep the outer one)."""
+    current = _BUDGET.get()
+    if current is not None:
+        yield current
+        return
+    token = _BUDGET.set(Budget())
+    try:
+        yield _BUDGET.get()  # type: ignore[misc]
+    finally:
+        _BUDGET.reset(token)
 
 
 class LocDict(dict):
@@ -81,6 +131,8 @@ class _Loader(yaml.SafeLoader):
 
     file = "<string>"
     _depth = 0  # nesting of the node being composed / constructed
+    budget: Budget
+    _flattening: set[int]  # the mappings whose merge keys are being expanded
 
     def _loc(self, node: yaml.Node) -> Loc:
         return Loc(self.file, node.start_mark.line + 1, node.start_mark.column + 1)
@@ -120,22 +172,33 @@ class _Loader(yaml.SafeLoader):
         """`<<: *a` / `<<: [*a, *b]` as the YAML merge-key spec reads them: the mapping's own keys win,
         then the earlier of the merged mappings. (PyYAML 6.0.3 lets a later mapping's key win when it
         is not the same key object as an earlier one's.) Leaves the merged pairs first, then the own ones,
-        each merged key once and none that an own key overrides."""
+        each merged key once and none that an own key overrides. Merged pairs are counted as they are
+        copied (MAX_MERGED_PAIRS), and a mapping that merges itself is refused."""
+        if id(node) in self._flattening:
+            raise SpecError("'<<' merges a mapping into itself", self._loc(node))
         merged: dict[Any, tuple[yaml.Node, yaml.Node]] = {}
         own: list[tuple[yaml.Node, yaml.Node]] = []
-        for key_node, value_node in node.value:
-            if key_node.tag != "tag:yaml.org,2002:merge":
-                if key_node.tag == "tag:yaml.org,2002:value":
-                    key_node.tag = "tag:yaml.org,2002:str"
-                own.append((key_node, value_node))
-                continue
-            sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
-            for source in sources:
-                if not isinstance(source, yaml.MappingNode):
-                    raise SpecError(f"'<<' merges a mapping or a list of mappings, not {source.id}", self._loc(source))
-                self.flatten_mapping(source)
-                for pair in source.value:
-                    merged.setdefault(_key_identity(pair[0]), pair)
+        self._flattening.add(id(node))
+        try:
+            for key_node, value_node in node.value:
+                if key_node.tag != "tag:yaml.org,2002:merge":
+                    if key_node.tag == "tag:yaml.org,2002:value":
+                        key_node.tag = "tag:yaml.org,2002:str"
+                    own.append((key_node, value_node))
+                    continue
+                sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+                for source in sources:
+                    if not isinstance(source, yaml.MappingNode):
+                        raise SpecError(f"'<<' merges a mapping or a list of mappings, not {source.id}", self._loc(source))
+                    self.flatten_mapping(source)
+                    self.budget.merged_pairs -= len(source.value)
+                    if self.budget.merged_pairs < 0:
+                        raise SpecError(f"the '<<' merge keys copy more than {MAX_MERGED_PAIRS:,} key-value pairs",
+                                        self._loc(key_node))
+                    for pair in source.value:
+                        merged.setdefault(_key_identity(pair[0]), pair)
+        finally:
+            self._flattening.discard(id(node))
         own_keys = {_key_identity(key_node) for key_node, _ in own}
         node.value = [pair for key, pair in merged.items() if key not in own_keys] + own
 
@@ -197,19 +260,34 @@ _Loader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
 _Loader.add_constructor("tag:yaml.org,2002:seq", _construct_sequence)
 
 
+def _refuse_tag(loader: _Loader, node: yaml.Node) -> Any:
+    """Tags SafeLoader knows but no spec field takes: bytes (`!!binary`), sets and ordered pairs."""
+    tag = str(node.tag).replace("tag:yaml.org,2002:", "!!")
+    raise SpecError(f"the YAML tag {tag} is not allowed; a spec holds text, numbers, true/false, lists and mappings",
+                    loader._loc(node))
+
+
+for _tag in ("binary", "set", "omap", "pairs"):
+    _Loader.add_constructor(f"tag:yaml.org,2002:{_tag}", _refuse_tag)
+
+
 def parse_yaml(text: str, file: str) -> Any:
-    """Parse YAML text safely into LocDict/LocList/scalars; YAML problems become SpecErrors."""
-    if len(text) > MAX_FILE_BYTES:
-        raise SpecError(f"the spec is {len(text):,} characters long, over the limit of {MAX_FILE_BYTES:,} "
-                        f"({MAX_FILE_BYTES // 1024} KiB)", Loc(file, 1, 1))
+    """Parse YAML text safely into LocDict/LocList/scalars; YAML problems become SpecErrors. The text and
+    its nodes are spent from the current `source_budget`."""
+    with source_budget() as budget:
+        budget.spend_bytes(len(text), Loc(file, 1, 1))
+        return _parse(text, file, budget)
+
+
+def _parse(text: str, file: str, budget: Budget) -> Any:
     try:
         loader = _Loader(text)
     except yaml.reader.ReaderError as exc:  # a character YAML does not allow, e.g. NUL
         code = exc.character if isinstance(exc.character, int) else ord(exc.character[:1] or "\0")
         raise SpecError(f"the character #x{code:04x} is not allowed in YAML", _position(text, exc.position, file)) from None
-    loader.file = file
+    loader.file, loader.budget, loader._flattening = file, budget, set()
     try:
-        return unshare(loader.get_single_data(), Loc(file, 1, 1))
+        data = loader.get_single_data()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         loc = Loc(file, mark.line + 1, mark.column + 1) if mark else Loc(file, 1, 1)
@@ -218,12 +296,31 @@ def parse_yaml(text: str, file: str) -> Any:
         raise SpecError(f"not valid YAML: {' '.join(str(exc).split())}", Loc(file, 1, 1)) from None
     finally:
         loader.dispose()
+    return unshare(data, Loc(file, 1, 1))
 
 
 def _position(text: str, index: int, file: str) -> Loc:
     """The line and column of character `index` of `text`."""
     before = text[:index]
     return Loc(file, before.count("\n") + 1, index - (before.rfind("\n") + 1) + 1)
+
+
+# PyYAML's wording for the common mistakes, and what usually causes each.
+_YAML_HINTS = [
+    ("mapping values are not allowed here", "usually a value that contains ': ' and needs quotes, or a key indented "
+                                            "deeper than the line before"),
+    ("could not find expected ':'", "usually a line that is neither `key: value` nor `- item`, or a missing colon"),
+    ("expected ',' or ']'", "usually a '[' that is not closed or a missing comma between items"),
+    ("expected ',' or '}'", "usually a '{' that is not closed or a missing comma between entries"),
+    ("while scanning a quoted scalar", "a quote that is not closed"),
+    ("expected <block end>", "usually an indentation mistake: the keys of one mapping (and the items of one list) "
+                             "must start in the same column"),
+    ("did not find expected key", "usually an indentation mistake, or a list item without '- '"),
+    ("did not find expected '-' indicator", "the items of one list must start in the same column"),
+    ("found undefined alias", "an alias (*name) needs an anchor (&name) earlier in the file"),
+    ("that cannot start any token", "quote a value that starts with this character"),
+    ("found another document", "a spec is one YAML document: remove the '---' line"),
+]
 
 
 def _yaml_message(exc: yaml.MarkedYAMLError) -> str:
@@ -234,42 +331,80 @@ def _yaml_message(exc: yaml.MarkedYAMLError) -> str:
         tag = re.search(r"'([^']*)'", problem)
         name = tag.group(1).replace("tag:yaml.org,2002:", "!!") if tag else "?"
         return f"the YAML tag {name} is not allowed; a spec holds plain data only"
-    return f"not valid YAML: {' '.join(problem.split())}"
+    context = exc.context or ""
+    if problem.startswith(("but ", "second occurrence")) and context:  # PyYAML splits one sentence in two
+        problem = f"{context}, {problem}"
+    hint = next((text for wording, text in _YAML_HINTS if wording in problem or wording in context), "")
+    if hint == "a quote that is not closed" and exc.context_mark:
+        hint = f"a quote opened at line {exc.context_mark.line + 1} that is not closed"
+    return f"not valid YAML: {' '.join(problem.split())}" + (f" ({hint})" if hint else "")
 
 
-def unshare(node: Any, loc: Loc, limit: int = MAX_NODES, plain: bool = False) -> Any:
+def unshare(node: Any, loc: Loc, plain: bool = False) -> Any:
     """A raw tree in which no two places share an object (YAML aliases do), so that an override changes
     one place only: a copy of a parsed YAML tree or, with `plain`, of Python data (an API override; dicts,
-    lists and tuples become LocDicts and LocLists located at `loc`). Refuses trees that expand past `limit`
-    nodes (alias bombs; shared or cyclic Python objects) or nest past MAX_DEPTH levels."""
-    if plain:
-        too_many, too_deep = f"the override expands to more than {limit:,} nodes", f"the override nests deeper than {MAX_DEPTH} levels"
-    else:
-        too_many = f"the spec expands to more than {limit:,} YAML nodes (too many aliases?)"
-        too_deep = f"the YAML nests deeper than {MAX_DEPTH} levels (through aliases)"
-    count = 0
+    lists and tuples become LocDicts and LocLists located at `loc`). The copy's nodes are spent from the
+    current `source_budget`: trees that expand past it (alias bombs; shared or cyclic Python objects) or
+    nest past MAX_DEPTH levels are refused."""
+    with source_budget() as budget:
+        limit = budget.nodes
+        if plain:
+            too_many, too_deep = f"the override expands to more than {MAX_NODES:,} nodes", f"the override nests deeper than {MAX_DEPTH} levels"
+        else:
+            together = " (all the spec's files together)" if budget.files > 1 else ""
+            too_many = f"the spec expands to more than {MAX_NODES:,} YAML nodes{together} (too many aliases?)"
+            too_deep = f"the YAML nests deeper than {MAX_DEPTH} levels (through aliases)"
+            _measure(node, loc, limit, too_many, too_deep)  # a bomb is refused before anything is copied
+        count = 0
 
-    def copy(item: Any, depth: int, where: Loc) -> Any:
-        nonlocal count
-        count += 1
-        if count > limit:
-            raise SpecError(too_many, where)
+        def copy(item: Any, depth: int, where: Loc) -> Any:
+            nonlocal count
+            count += 1
+            if count > limit:
+                raise SpecError(too_many, where)
+            if depth > MAX_DEPTH:
+                raise SpecError(too_deep, where)
+            if isinstance(item, LocDict):
+                return LocDict({k: copy(v, depth + 1, item.loc_of(k)) for k, v in item.items()},
+                               loc=item.loc, key_locs=item.key_locs)
+            if isinstance(item, LocList):
+                return LocList([copy(v, depth + 1, item.loc_of(i)) for i, v in enumerate(item)],
+                               loc=item.loc, item_locs=item.item_locs)
+            if plain and isinstance(item, dict):
+                return LocDict({str(k): copy(v, depth + 1, loc) for k, v in item.items()}, loc=loc,
+                               key_locs={str(k): loc for k in item})
+            if plain and isinstance(item, (list, tuple)):
+                return LocList([copy(v, depth + 1, loc) for v in item], loc=loc, item_locs=[loc] * len(item))
+            return item
+
+        result = copy(node, 0, loc)
+        budget.spend_nodes(count, too_many, loc)
+        return result
+
+
+def _measure(node: Any, loc: Loc, limit: int, too_many: str, too_deep: str) -> None:
+    """Refuse a parsed tree that would expand past `limit` nodes or MAX_DEPTH levels, without expanding it:
+    each distinct node of the shared graph is measured once (size and height), so a bomb costs its own size."""
+    known: dict[int, tuple[int, int]] = {}
+
+    def measure(item: Any, depth: int, where: Loc) -> tuple[int, int]:
         if depth > MAX_DEPTH:
             raise SpecError(too_deep, where)
-        if isinstance(item, LocDict):
-            return LocDict({k: copy(v, depth + 1, item.loc_of(k)) for k, v in item.items()},
-                           loc=item.loc, key_locs=item.key_locs)
-        if isinstance(item, LocList):
-            return LocList([copy(v, depth + 1, item.loc_of(i)) for i, v in enumerate(item)],
-                           loc=item.loc, item_locs=item.item_locs)
-        if plain and isinstance(item, dict):
-            return LocDict({str(k): copy(v, depth + 1, loc) for k, v in item.items()}, loc=loc,
-                           key_locs={str(k): loc for k in item})
-        if plain and isinstance(item, (list, tuple)):
-            return LocList([copy(v, depth + 1, loc) for v in item], loc=loc, item_locs=[loc] * len(item))
-        return item
+        if not isinstance(item, (LocDict, LocList)):
+            return 1, 0
+        size_height = known.get(id(item))
+        if size_height is None:
+            pairs = item.items() if isinstance(item, LocDict) else enumerate(item)
+            parts = [measure(value, depth + 1, item.loc_of(key)) for key, value in pairs]
+            size_height = 1 + sum(size for size, _ in parts), 1 + max((height for _, height in parts), default=0)
+            known[id(item)] = size_height
+            if size_height[0] > limit:
+                raise SpecError(too_many, where)
+        elif depth + size_height[1] > MAX_DEPTH:
+            raise SpecError(too_deep, where)
+        return size_height
 
-    return copy(node, 0, loc)
+    measure(node, 0, loc)
 
 
 def to_loc(value: Any, loc: Loc) -> Any:
@@ -277,159 +412,48 @@ def to_loc(value: Any, loc: Loc) -> Any:
     return value if isinstance(value, (LocDict, LocList)) else unshare(value, loc, plain=True)
 
 
-def read_file(path: Path) -> Any:
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
-    except FileNotFoundError:
-        raise SpecError(f"spec file not found: {path}") from None
-    except (OSError, ValueError) as exc:
-        raise SpecError(f"cannot read spec file {path}: {exc}") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise SpecError(f"the spec file is larger than {MAX_FILE_BYTES:,} bytes ({MAX_FILE_BYTES // 1024} KiB), "
-                        "the limit for a spec", Loc(str(path), 1, 1))
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        before = data[:exc.start].decode("utf-8", "replace")
-        raise SpecError(f"not UTF-8 text: byte 0x{data[exc.start]:02x} cannot be decoded",
-                        _position(before, len(before), str(path))) from None
-    raw = parse_yaml(text, str(path))
+def read_file(path: Path) -> LocDict:
+    """A spec file's raw tree, its bytes spent from the current `source_budget`. A path that is not a
+    regular file (a directory, a FIFO, a device) is refused without reading from it."""
+    with source_budget() as budget:
+        data = _read_bytes(path, budget.bytes + 1)
+        budget.spend_bytes(len(data), Loc(str(path), 1, 1))
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            before = data[:exc.start].decode("utf-8", "replace")
+            raise SpecError(f"not UTF-8 text: byte 0x{data[exc.start]:02x} cannot be decoded",
+                            _position(before, len(before), str(path))) from None
+        raw = _parse(text, str(path), budget)
     if not isinstance(raw, LocDict):
         raise SpecError("a spec must be a YAML mapping (name, input, layers, ...)", loc_of(raw, Loc(str(path), 1, 1)))
     return raw
 
 
-def load_raw(path: str | Path, _chain: tuple[Path, ...] = ()) -> LocDict:
-    """Read a spec file and everything it extends, returning one merged raw tree."""
-    path = Path(path)
-    raw = read_file(path)
-    own, dotted = split_dotted(raw)
-    merged = _extend(own, path, _chain) if "extends" in own else own
-    return apply_dotted(merged, dotted)
+def not_a_file(mode: int) -> str:
+    """'' for a regular file's `st_mode`, else what the path is instead."""
+    if stat.S_ISREG(mode):
+        return ""
+    return "a directory" if stat.S_ISDIR(mode) else "not a regular file (a FIFO, socket or device)"
 
 
-def split_dotted(raw: LocDict) -> tuple[LocDict, LocDict]:
-    """A file's own keys, and its dotted-path overrides (`layers.layer3.repeat: 23`)."""
-    own = LocDict({k: v for k, v in raw.items() if "." not in k}, loc=raw.loc, key_locs=raw.key_locs)
-    dotted = LocDict({k: v for k, v in raw.items() if "." in k}, loc=raw.loc, key_locs=raw.key_locs)
-    return own, dotted
-
-
-def apply_dotted(raw: LocDict, dotted: LocDict) -> LocDict:
-    for key, value in dotted.items():
-        set_path(raw, key, value, dotted.loc_of(key))
-    return raw
-
-
-def _extend(raw: LocDict, path: Path, _chain: tuple[Path, ...]) -> LocDict:
-    """`raw` merged onto the parent it names. A variant is another network: `reference` is not inherited."""
-    parent_ref = raw.pop("extends")
-    extends_loc = raw.key_locs.pop("extends")
-    if not isinstance(parent_ref, str):
-        raise SpecError("'extends' takes the path of a parent spec file", extends_loc)
-    chain = _chain + (path.resolve(),)
+def _read_bytes(path: Path, limit: int) -> bytes:
+    """At most `limit` bytes of a regular file. Opened non-blocking, so that a FIFO cannot hang the read."""
+    where = Loc(str(path), 1, 1)
     try:
-        parent = path.parent / parent_ref
-        if parent.resolve() in chain:
-            cycle = " -> ".join(p.name for p in chain + (parent,))
-            raise SpecError(f"'extends' makes a cycle: {printable(cycle, 1000)}", extends_loc)
-        found = parent.is_file()
-    except (OSError, ValueError) as exc:  # a NUL byte, a name too long for the file system, ...
-        raise SpecError(f"'extends': cannot use '{printable(parent_ref)}' as a file path ({exc})", extends_loc) from None
-    if len(chain) > MAX_EXTENDS_DEPTH:
-        raise SpecError(f"'extends' chain deeper than {MAX_EXTENDS_DEPTH} files", extends_loc)
-    if not found:
-        raise SpecError(f"parent spec '{printable(parent_ref)}' not found (looked for {printable(str(parent))})", extends_loc)
-    base = load_raw(parent, chain)
-    base.pop("reference", None)
-    return merge(base, raw)
-
-
-def merge(base: Any, over: Any) -> Any:
-    """Deep-merge `over` onto `base`: mappings merge key by key, anything else is replaced."""
-    if isinstance(base, LocDict) and isinstance(over, LocDict):
-        result = LocDict(base, loc=base.loc, key_locs=base.key_locs)
-        for key, value in over.items():
-            result[key] = merge(base[key], value) if key in base else value
-            result.key_locs[key] = over.loc_of(key)
-        return result
-    return over
-
-
-def set_path(root: LocDict, dotted: str, value: Any, loc: Loc) -> None:
-    """Set `value` at `a.b.2.c`; a list step is an index or the `name` of an item."""
-    steps = dotted.split(".")
-    node: Any = root
-    walked: list[str] = []
-    for i, step in enumerate(steps):
-        last = i == len(steps) - 1
-        if isinstance(node, LocDict):
-            if last:
-                node[step] = value
-                node.key_locs[step] = loc
-                return
-            if step not in node:
-                node[step] = LocDict(loc=loc)
-                node.key_locs[step] = loc
-            node = node[step]
-        elif isinstance(node, LocList):
-            index = _list_index(node, step)
-            if index is None:
-                names = [printable(item.get("name")) for item in node if isinstance(item, dict) and "name" in item]
-                hint = did_you_mean(step, names) or (f"; names there: {printable(', '.join(names), 200)}" if names else "")
-                where = ".".join(walked) or "the spec"
-                raise SpecError(f"override '{printable(dotted)}': no item '{printable(step)}' in {printable(where)} "
-                               f"(an index 0..{len(node) - 1} or a name){hint}", loc)
-            if last:
-                old = node[index]
-                if isinstance(value, LocDict) and isinstance(old, dict) and "name" in old and "name" not in value:
-                    value = LocDict({"name": old["name"], **value}, loc=value.loc, key_locs=value.key_locs)
-                node[index] = value
-                if index < len(node.item_locs):
-                    node.item_locs[index] = loc_of(value, loc)
-                return
-            node = node[index]
-        else:
-            raise SpecError(f"override '{printable(dotted)}': '{printable('.'.join(walked))}' is a value, not a mapping or list", loc)
-        walked.append(step)
-
-
-def _list_index(items: LocList, step: str) -> int | None:
-    if step.lstrip("-").isdigit():
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise SpecError(f"spec file not found: {path}") from None
+    except (OSError, ValueError) as exc:
+        raise SpecError(f"cannot read the spec file: {exc.strerror if isinstance(exc, OSError) else exc}", where) from None
+    with os.fdopen(fd, "rb") as handle:
+        kind = not_a_file(os.fstat(fd).st_mode)
+        if kind:
+            raise SpecError(f"cannot read the spec file: it is {kind}", where)
         try:
-            index = int(step)
-        except ValueError:  # digits int() does not read, such as '²'
-            return None
-        return index if -len(items) <= index < len(items) else None
-    for index, item in enumerate(items):
-        if isinstance(item, dict) and item.get("name") == step:
-            return index
-    return None
-
-
-def parse_override(text: str) -> tuple[str, Any, Loc]:
-    """`stages.2.repeat=36` from the command line into (path, value, loc)."""
-    loc = Loc(f"--set {printable(text, 200)}", 1, 1)
-    if "=" not in text:
-        raise SpecError("an override reads PATH=VALUE, e.g. layers.layer3.repeat=36", loc)
-    path, value_text = text.split("=", 1)
-    if not path or any(not step for step in path.split(".")):
-        raise SpecError(f"'{printable(path)}' is not a dotted path", loc)
-    return path, parse_yaml(value_text, loc.file) if value_text else "", loc
-
-
-def apply_overrides(raw: LocDict, overrides: dict[str, Any] | list[str] | None) -> LocDict:
-    """Apply `{path: value}` (API) or `['path=value', ...]` (CLI) overrides in order."""
-    if not overrides:
-        return raw
-    if isinstance(overrides, dict):
-        items = [(str(path), value, Loc(f"override {printable(str(path), 200)}", 1, 1)) for path, value in overrides.items()]
-    else:
-        items = [parse_override(text) for text in overrides]
-    for path, value, loc in items:
-        set_path(raw, path, to_loc(value, loc), loc)
-    return raw
+            return handle.read(limit)
+        except OSError as exc:
+            raise SpecError(f"cannot read the spec file: {exc.strerror or exc}", where) from None
 
 
 def to_plain(node: Any) -> Any:

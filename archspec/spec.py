@@ -1,11 +1,12 @@
 """The resolved spec: the raw tree validated into typed blocks, and its analysis."""
 from __future__ import annotations
 
+import re
 import reprlib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from .blocks import BLOCK_TYPES, AuxHead, BlockList, Node
 from .blocks.base import Block, PosInt, Shape, block_budget, check_unique_names, pair
@@ -13,8 +14,9 @@ from .blocks.sequence import Sequence
 from .errors import Loc, SpecError, did_you_mean
 from .preprocess import Preprocess, TTASpec
 from .scaling import Compound, ScaledField, Scaling, annotation_parts, scale_blocks
-from .source import (MAX_DEFAULT_VALUES, LocDict, LocList, apply_dotted, apply_overrides, load_raw, loc_of, parse_yaml,
-                     printable, set_path, split_dotted, to_plain)
+from .inherit import apply_overrides, fold, load_raw
+from .model import SpecModel
+from .source import MAX_DEFAULT_VALUES, LocDict, LocList, loc_of, parse_yaml, printable, source_budget, to_plain
 
 INIT_SCHEMES = ("default", "resnet", "vgg", "googlenet", "inception_v3", "efficientnet", "mobilenet",
                 "timm_resnet", "timm_efficientnet")
@@ -23,7 +25,7 @@ SPEC_NAME = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]+$", max_length=100)]
 REFERENCE = Annotated[str, Field(pattern=r"^(torchvision|timm):[A-Za-z0-9_]+$")]
 
 
-class InputSpec(BaseModel):
+class InputSpec(SpecModel):
     model_config = ConfigDict(extra="forbid")
 
     channels: PosInt = 3
@@ -34,7 +36,7 @@ class InputSpec(BaseModel):
         return (self.channels, *pair(self.size))
 
 
-class Spec(BaseModel):
+class Spec(SpecModel):
     """A validated network spec. `analyse()` gives shapes, parameters and MACs without torch."""
 
     model_config = ConfigDict(extra="forbid")
@@ -150,52 +152,30 @@ def load(path: str | Path, overrides: Overrides = None, *, variant: str | None =
          analyse: bool = True) -> Spec:
     """Read, resolve and validate a spec file; with `analyse`, also check every shape.
 
-    `variant` picks an entry of the spec's `variants` table (applied before `overrides`, so these win);
-    `phi` makes a compound-scaling member (the spec needs a `compound` rule)."""
-    return prepare(load_raw(path), overrides, variant, phi, analyse)
+    `variant` picks an entry of the spec's `variants` table (applied after every file, before `overrides`,
+    so these win); `phi` makes a compound-scaling member (the spec needs a `compound` rule)."""
+    with source_budget():  # the files, the variant and the overrides share the limits
+        return prepare(load_raw(path, variant), overrides, phi, analyse)
 
 
 def loads(text: str, file: str = "<string>", overrides: Overrides = None, *, variant: str | None = None,
           phi: float | None = None) -> Spec:
     """Like `load`, from YAML text (no `extends`)."""
-    raw = parse_yaml(text, file)
-    if not isinstance(raw, LocDict):
-        raise SpecError("a spec must be a YAML mapping (name, input, layers, ...)", Loc(file, 1, 1))
-    if "extends" in raw:
-        raise SpecError("'extends' needs a file to resolve the parent from; use archspec.load(path)", raw.loc_of("extends"))
-    return prepare(apply_dotted(*split_dotted(raw)), overrides, variant, phi)
+    with source_budget():
+        raw = parse_yaml(text, file)
+        if not isinstance(raw, LocDict):
+            raise SpecError("a spec must be a YAML mapping (name, input, layers, ...)", Loc(file, 1, 1))
+        if "extends" in raw:
+            raise SpecError("'extends' needs a file to resolve the parent from; use archspec.load(path)", raw.loc_of("extends"))
+        return prepare(fold([raw], variant), overrides, phi)
 
 
-def prepare(raw: LocDict, overrides: Overrides = None, variant: str | None = None, phi: float | None = None,
-            analyse: bool = True) -> Spec:
-    """Variant, then overrides, then validation, scaling and (optionally) analysis."""
-    if variant is not None and raw.get("variant") != variant:  # chosen from outside: named after it
-        if raw.get("variant") is None and isinstance(raw.get("name"), str):
-            raw["name"] = f"{raw['name']}_{variant}"
-        raw["variant"] = variant
-        raw.key_locs["variant"] = Loc(f"--variant {printable(variant, 200)}", 1, 1)
-    _apply_variant(raw)
+def prepare(raw: LocDict, overrides: Overrides = None, phi: float | None = None, analyse: bool = True) -> Spec:
+    """Overrides (after the files and the variant: inherit.py), then validation, scaling and (optionally) analysis."""
     apply_overrides(raw, overrides)
     if phi is not None:
         apply_overrides(raw, {"scaling.phi": phi})
     return resolve(raw, analyse)
-
-
-def _apply_variant(raw: LocDict) -> None:
-    name = raw.get("variant")
-    if name is None:
-        return
-    table = raw.get("variants")
-    loc = raw.loc_of("variant")
-    if not isinstance(table, LocDict) or str(name) not in table:
-        names = list(table) if isinstance(table, LocDict) else []
-        known = f"; variants: {', '.join(names)}" if names else "; this spec has no 'variants' table"
-        raise SpecError(f"unknown variant '{printable(name)}'{did_you_mean(str(name), names)}{known}", loc, "variant")
-    entry = table[str(name)]
-    if not isinstance(entry, LocDict):
-        raise SpecError("a variant is a mapping of dotted paths to values", table.loc_of(str(name)), f"variants.{printable(name)}")
-    for path, value in entry.items():
-        set_path(raw, path, value, entry.loc_of(path))
 
 
 def resolve(raw: LocDict, analyse: bool = True) -> Spec:
@@ -261,35 +241,48 @@ def _translate(exc: ValidationError, raw: LocDict) -> SpecError:
     errors = exc.errors()
     # A union's deepest branch says the most; a misspelt key explains a missing one.
     error = max(errors, key=lambda e: (len(e["loc"]), e["type"] == "extra_forbidden"))
-    position, block, path, field = _place(error, raw)
+    place = _place(error, raw)
+    position, block, path, field = place[:4]
     kind = str(block.get("type", "")) if block else ""
-    message = _message(error, block, kind, field)
+    message = _message(error, block, kind, field) + (f" (from defaults.{kind})" if place.default else "")
     if block is not None and error["type"] in ("union_tag_invalid", "union_tag_not_found") and isinstance(block, LocDict):
         position = block.loc_of("type")
-    others = {_place(e, raw)[2:] for e in errors} - {(path, field)}
+    others = {_place(e, raw)[2:4] for e in errors} - {(path, field)}
     more = f" (+{len(others)} more problems)" if others else ""
     return SpecError(message + more, position, path, kind if kind in BLOCK_TYPES else "")
 
 
-def _place(error: dict[str, Any], raw: LocDict) -> tuple[Loc, Any, str, str | None]:
+class _Place(NamedTuple):
+    position: Loc
+    block: Any  # the raw mapping of the block the error is in, if any
+    path: str  # the block's path
+    field: str | None
+    default: bool  # the value is the block type's default (`defaults`), located there
+
+
+def _place(error: dict[str, Any], raw: LocDict) -> _Place:
     if error["type"] != "extra_forbidden":
         return _locate(error["loc"], raw)
     # An unknown key belongs to the block (or section) that holds it, not to its own value.
-    position, block, path, _ = _locate(error["loc"][:-1], raw)
+    place = _locate(error["loc"][:-1], raw)
     owner, key = _node_at(error["loc"][:-1], raw), str(error["loc"][-1])
-    return (owner.loc_of(key) if isinstance(owner, LocDict) else position), block, path, key
+    return place._replace(position=owner.loc_of(key) if isinstance(owner, LocDict) else place.position, field=key)
 
 
-def _locate(steps: tuple[Any, ...], raw: LocDict) -> tuple[Loc, Any, str, str | None]:
-    """Follow a pydantic error location through the raw tree: (position, block dict, block path, field)."""
+def _locate(steps: tuple[Any, ...], raw: LocDict) -> _Place:
+    """Follow a pydantic error location through the raw tree: the position, block dict, block path and field.
+    A field a block does not write but takes from `defaults` is followed there: located where it was written."""
     node: Any = raw
-    position, block, path, field = raw.loc, None, [], None
+    position, block, path, field, default = raw.loc, None, [], None, False
     in_block_list = False
+    defaults = raw.get("defaults") if isinstance(raw.get("defaults"), LocDict) else LocDict()
     for step in steps:
         if isinstance(node, LocDict) and isinstance(step, str) and step in node:
             position, node, field = node.loc_of(step), node[step], step
         elif isinstance(node, LocList) and isinstance(step, int) and 0 <= step < len(node):
             position, node = node.loc_of(step), node[step]
+        elif block is not None and node is block and isinstance(step, str) and step in (given := _defaults_for(defaults, block)):
+            position, node, field, default = given.loc_of(step), given[step], step, True
         else:
             continue  # a union member's tag, or a key that is absent (missing / extra)
         if isinstance(node, str) and isinstance(step, int):
@@ -299,11 +292,16 @@ def _locate(steps: tuple[Any, ...], raw: LocDict) -> tuple[Loc, Any, str, str | 
             path.append(str(step))  # a layer list item that is not a block at all
         in_block_list = step in ("layers", "body") and isinstance(node, LocList)
         if isinstance(node, dict) and ("type" in node or isinstance(step, int)):
-            block, field = node, None
+            block, field, default = node, None, False
             path.append(printable(str(node.get("name") or step), 64))
         elif isinstance(step, str) and step not in ("layers", "body", "aux_heads") and (block is None or _is_block_list(node)):
             path.append(printable(step, 64))  # a top-level section, or a named list inside a block (a branch, a shortcut)
-    return position, block, ".".join(path), field
+    return _Place(position, block, ".".join(path), field, default)
+
+
+def _defaults_for(defaults: LocDict, block: dict[str, Any]) -> LocDict:
+    given = defaults.get(block["type"]) if isinstance(block.get("type"), str) else None
+    return given if isinstance(given, LocDict) else LocDict()
 
 
 def _node_at(steps: tuple[Any, ...], raw: LocDict) -> Any:
@@ -339,7 +337,10 @@ def _message(error: dict[str, Any], block: Any, kind: str, field: str | None) ->
     if etype == "missing":
         return f"missing required field '{last}'"
     name = field or last
-    return f"'{printable(name)}': {error['msg']} (got {_short(error['input'])})"
+    hint = ""
+    if etype == "literal_error" and isinstance(error["input"], str):  # e.g. 'ReLU' for 'relu'
+        hint = did_you_mean(error["input"], re.findall(r"'([^']*)'", str(error.get("ctx", {}).get("expected", ""))))
+    return f"'{printable(name)}': {error['msg']} (got {_short(error['input'])}){hint}"
 
 
 class _Repr(reprlib.Repr):

@@ -1,13 +1,17 @@
 """Loader: positions, extends, dotted overrides (file, API and CLI), shorthand and defaults."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 import archspec
 from archspec import SpecError
-from archspec.source import load_raw
+from archspec.cli import main
+from archspec.inherit import load_raw
+from archspec.source import MAX_EXTENDS_DEPTH, MAX_SOURCE_BYTES
 from conftest import ALIASES, SPECS
 
 
@@ -211,3 +215,106 @@ def test_family_entry_points_resolve_to_a_member() -> None:
     for alias, name in ALIASES.items():
         a, b = archspec.load(SPECS / f"{alias}.yaml"), archspec.load(SPECS / f"{name}.yaml")
         assert a.name != b.name and (a.params, a.macs, a.output_shape) == (b.params, b.macs, b.output_shape)
+
+
+# -- extends and variants: what a file writes wins over what it inherits ------------------------
+
+def efficientnet_child(tmp_path: Path, parent: str, body: str) -> Path:
+    return write(tmp_path, "child.yaml", f"extends: {SPECS / parent}\nname: child\n{body}")
+
+
+def test_a_childs_keys_win_over_the_variant_it_inherits(tmp_path: Path) -> None:
+    child = archspec.load(efficientnet_child(tmp_path, "efficientnet_b0.yaml", "scaling: {width: 1.5}\ninput: {size: 260}\n"))
+    same = archspec.load(SPECS / "efficientnet.yaml", overrides={"scaling.width": 1.5, "input.size": 260})
+    assert (child.scaling.width, child.input.size) == (1.5, 260)
+    assert child.params == same.params == 10_789_510 and child.macs == same.macs  # B0 itself: 5,288,548
+    assert child.reference is None  # no longer torchvision's B0
+    assert archspec.load(SPECS / "efficientnet_b0.yaml").reference == "torchvision:efficientnet_b0"
+
+
+def test_a_variant_named_lower_in_the_chain_supersedes_the_inherited_one(tmp_path: Path) -> None:
+    # B5 sets batch-norm eps 1e-3 through its row; a child that picks b0 gets B0, not B0 with B5's eps.
+    spec = archspec.load(efficientnet_child(tmp_path, "efficientnet_b5.yaml", "variant: b0\n"))
+    b0 = archspec.load(SPECS / "efficientnet_b0.yaml")
+    assert spec.params == b0.params == 5_288_548 and spec.input.size == 224
+    assert spec.source["defaults"] == b0.source["defaults"]
+
+
+def test_a_files_keys_win_over_the_variant_it_names(tmp_path: Path) -> None:
+    spec = archspec.load(efficientnet_child(tmp_path, "efficientnet.yaml", "variant: b3\nscaling: {width: 1.5}\n"))
+    assert (spec.scaling.width, spec.scaling.depth, spec.input.size) == (1.5, 1.4, 300)  # b3, but this width
+    assert spec.layers[-2].p == 0.3 and spec.variant == "b3"
+
+
+@pytest.mark.parametrize("name", ["efficientnet_b3.yaml", "efficientnet_b5.yaml", "mobilenet_v1.yaml", "resnet152.yaml"])
+def test_a_resolved_tree_loads_as_the_same_spec(name: str, tmp_path: Path) -> None:
+    """`Spec.source` (the tree a checkpoint stores) written out as a file is the same spec: its `variant`
+    names the row already applied, and its own keys win over that row."""
+    child = efficientnet_child(tmp_path, name, "layers.dropout.p: 0.1\n") if "efficientnet" in name else SPECS / name
+    spec = archspec.load(child)
+    again = archspec.load(write(tmp_path, "resolved.yaml", yaml.safe_dump(spec.source, sort_keys=False)))
+    assert again.source == spec.source and (again.params, again.macs) == (spec.params, spec.macs)
+
+
+def test_a_variant_chosen_from_outside_applies_after_every_file(tmp_path: Path) -> None:
+    child = efficientnet_child(tmp_path, "efficientnet_b0.yaml", "scaling: {width: 1.5}\n")
+    spec = archspec.load(child, variant="b3")
+    assert spec.params == archspec.load(SPECS / "efficientnet_b3.yaml").params and spec.scaling.width == 1.2
+
+
+def test_scale_lists_a_child_that_changes_its_variant(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    child = efficientnet_child(tmp_path, "efficientnet_b0.yaml", "scaling: {width: 1.5}\ninput: {size: 260}\n")
+    assert main(["scale", str(child)]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[1].split() == ["child", "1.5", "1", "260x260", "10,789,510", "1,288,696,560"]
+    assert [row.split()[0] for row in rows[2:]] == [f"b{i}" for i in range(8)]
+    assert main(["scale", str(SPECS / "efficientnet_b3.yaml")]) == 0  # a spec that is one of its rows: rows only
+    assert [row.split()[0] for row in capsys.readouterr().out.splitlines()[1:]] == [f"b{i}" for i in range(8)]
+
+
+# -- limits hold for the whole spec, across extends, variants and overrides ----------------------
+
+def test_limits_hold_across_an_extends_chain(tmp_path: Path) -> None:
+    """32 small files, each well under the node limit, are refused together, quickly (they reached 21.5
+    million nodes and took a minute when each file had its own limit)."""
+    tree = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 5))  # 111,111 nodes per file
+    for i in range(MAX_EXTENDS_DEPTH):
+        head = f"extends: c{i - 1}.yaml\n" if i else "name: c\ninput: {size: 8}\nlayers: [flatten]\n"
+        write(tmp_path, f"c{i}.yaml", head + f"variants:\n  v{i}:\n" + "".join(f"    {line}\n" for line in tree.splitlines()))
+    assert archspec.load(tmp_path / "c1.yaml").name == "c"  # two files: 222,222 nodes
+    start = time.process_time()
+    with pytest.raises(SpecError, match=r"more than 1,000,000 YAML nodes \(all the spec's files together\)") as err:
+        archspec.load(tmp_path / f"c{MAX_EXTENDS_DEPTH - 1}.yaml")
+    assert time.process_time() - start < 2 and err.value.loc.file.endswith(".yaml")
+    # Bytes: three files of 30,000 bytes each fit alone, not together.
+    pad = "# padding\n" * 3000
+    write(tmp_path, "p0.yaml", "name: p\ninput: {size: 8}\nlayers: [flatten]\n" + pad)
+    write(tmp_path, "p1.yaml", "extends: p0.yaml\n" + pad)
+    write(tmp_path, "p2.yaml", "extends: p1.yaml\n" + pad)
+    assert archspec.load(tmp_path / "p1.yaml").name == "p"
+    with pytest.raises(SpecError, match=f"larger than {MAX_SOURCE_BYTES:,} bytes") as err:
+        archspec.load(tmp_path / "p2.yaml")
+    assert err.value.loc.file.endswith("p0.yaml")  # the file that crosses the limit (read last)
+
+
+def test_overrides_share_the_spec_budget(tmp_path: Path) -> None:
+    base = write(tmp_path, "b.yaml", "name: b\ninput: {size: 8}\nlayers: [flatten]\n" + "# padding\n" * 6000)
+    with pytest.raises(SpecError, match="larger than"):
+        archspec.load(base, overrides=[f"description='{'x' * 6000}'"])
+    with pytest.raises(SpecError, match="would nest the spec deeper than 64 levels"):
+        archspec.load(base, overrides={".".join(["a"] * 70): 1})
+
+
+@pytest.mark.parametrize("text,message,line", [
+    ("a: &a {x: 1, <<: *a}\n", "'<<' merges a mapping into itself", 4),
+    ("a: &a {k0: 0, k1: 1, k2: 2, k3: 3, k4: 4, k5: 5, k6: 6, k7: 7, k8: 8, k9: 9}\n"
+     + "".join(f"b{i}: {{<<: [{', '.join(['*a'] * 50)}]}}\n" for i in range(60)),
+     "the '<<' merge keys copy more than 20,000 key-value pairs", 45),
+])
+def test_merge_key_bombs_are_refused_quickly(text: str, message: str, line: int) -> None:
+    start = time.process_time()
+    with pytest.raises(SpecError, match=message) as err:
+        archspec.loads("name: m\ninput: {size: 8}\nlayers: [flatten]\n" + text, "m.yaml")
+    assert time.process_time() - start < 0.5
+    assert (err.value.loc.file, err.value.loc.line) == ("m.yaml", line)

@@ -10,10 +10,11 @@ from contextvars import ContextVar
 from math import prod
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Iterator, Literal, NoReturn, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from ..errors import Loc, SpecError
 from ..node import Node, Shape, child_path, fmt_shape
+from ..model import SpecModel
 from ..source import LocDict
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ def pair(value: int | tuple[int, int]) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else (value[0], value[1])
 
 
-class Block(BaseModel):
+class Block(SpecModel):
     """Base of every block model. Subclasses set `type: Literal[...]` and their fields."""
 
     model_config = ConfigDict(extra="forbid")

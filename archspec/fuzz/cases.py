@@ -10,7 +10,8 @@ from typing import Any
 
 import yaml
 
-from ..source import load_raw, to_plain
+from ..inherit import load_raw
+from ..source import to_plain
 from .mutations import EXTREME_TEXT, FILE_MUTATIONS, TEXT_MUTATIONS, TREE_MUTATIONS, YAML_SNIPPETS, m_bytes
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 from math import prod
 from typing import Any, Sequence
 
+from .activations import ACTIVATIONS
 from .node import Node, Shape
 
 # Element sizes by dtype name (the CLI's --dtype and a few aliases, torch's names included).
@@ -53,10 +54,6 @@ def _numel(shape: Shape) -> int:
 
 # --- activation memory: a symbolic run of the compiled module -----------------------------------------
 
-# Activations the compiled modules apply in place (nn.activation(..., inplace=True) honours these).
-_INPLACE = frozenset({"relu", "relu6", "silu", "hardswish", "hardsigmoid"})
-# Activations whose gradient autograd computes from the output (it keeps the output, not the input).
-_SAVES_OUTPUT = frozenset({"relu", "sigmoid", "tanh"})
 
 
 class Tensor:
@@ -187,16 +184,17 @@ class MemoryReplay:
         """Apply an activation to the owned tensor `x` (n elements per image); returns the owned result."""
         if name == "none":
             return x
-        if inplace and name in _INPLACE:
-            if name == "relu":
-                self.keep(x)  # relu's gradient reads its output, which is x itself
+        op = ACTIVATIONS[name]
+        if inplace and op.inplace:
+            if op.keeps == "output":
+                self.keep(x)  # e.g. relu: its gradient reads its output, which is x itself
             elif self.training:
                 copy = self.new(n)  # autograd copies the input before it is overwritten
                 self.keep(copy)
                 self.drop(copy)
             return x
         y = self.new(n)
-        self.keep(y if name in _SAVES_OUTPUT else x)
+        self.keep(y if op.keeps == "output" else x)
         self.drop(x)
         return y
 

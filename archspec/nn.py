@@ -6,25 +6,15 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-_ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU,
-    "relu6": nn.ReLU6,
-    "silu": nn.SiLU,
-    "hardswish": nn.Hardswish,
-    "hardsigmoid": nn.Hardsigmoid,
-    "sigmoid": nn.Sigmoid,
-    "gelu": nn.GELU,
-    "tanh": nn.Tanh,
-}
-_HAS_INPLACE = {"relu", "relu6", "silu", "hardswish", "hardsigmoid"}
-
+from .activations import ACTIVATIONS
 
 def activation(name: str, inplace: bool = False) -> nn.Module | None:
     """The activation module for `name`, or None for 'none'. `inplace` only on fresh tensors."""
     if name == "none":
         return None
-    cls = _ACTIVATIONS[name]
-    return cls(inplace=True) if inplace and name in _HAS_INPLACE else cls()
+    op = ACTIVATIONS[name]
+    cls = getattr(nn, op.module)
+    return cls(inplace=True) if inplace and op.inplace else cls()
 
 
 def sequential(children: list[tuple[str, nn.Module | None]]) -> nn.Sequential:

@@ -10,6 +10,7 @@ import keyword
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
+from .activations import ACTIVATIONS, python_source
 from .blocks.base import Node
 
 if TYPE_CHECKING:
@@ -63,11 +64,9 @@ SIGNATURES: dict[str, list[tuple[str, Any]]] = {
     "nn.Dropout": [("p", 0.5)],
     "nn.Flatten": [("start_dim", 1), ("end_dim", -1)],
     "nn.Identity": [],
-    "nn.GELU": [("approximate", "none")],
     "SqueezeExcite": [("channels", REQUIRED), ("squeeze", REQUIRED), ("act", "relu"), ("gate", "sigmoid")],
-    **{f"nn.{name}": [("inplace", False)] for name in ("ReLU", "ReLU6", "SiLU", "Hardswish", "Hardsigmoid")},
-    "nn.Sigmoid": [],
-    "nn.Tanh": [],
+    **{f"nn.{op.module}": [("inplace", False)] if op.inplace else [] for op in ACTIVATIONS.values()},
+    "nn.GELU": [("approximate", "none")],
 }
 CHANNEL_ARGS = {"in_channels", "out_channels", "num_features", "in_features", "out_features", "channels", "squeeze"}
 
@@ -121,9 +120,7 @@ def _call(fn: str, **args: Any) -> Call:
 def _activation_name(module: nn.Module | None, path: str) -> str | None:
     from torch import nn
 
-    from .nn import _ACTIVATIONS
-
-    names = {cls: name for name, cls in _ACTIVATIONS.items()}
+    names = {getattr(nn, op.module): name for name, op in ACTIVATIONS.items()}
     if module is None or isinstance(module, nn.Identity):
         return None
     if type(module) not in names or (isinstance(module, nn.GELU) and module.approximate != "none"):
@@ -190,10 +187,9 @@ def module_expr(m: nn.Module, path: str) -> Any:
         return _call("nn.Identity")
     if kind is nn.GELU:
         return _call("nn.GELU", approximate=m.approximate)
-    if kind in (nn.ReLU, nn.ReLU6, nn.SiLU, nn.Hardswish, nn.Hardsigmoid):
-        return _call(f"nn.{kind.__name__}", inplace=m.inplace)
-    if kind in (nn.Sigmoid, nn.Tanh):
-        return _call(f"nn.{kind.__name__}")
+    activation = next((op for op in ACTIVATIONS.values() if kind is getattr(nn, op.module)), None)
+    if activation is not None:
+        return _call(f"nn.{activation.module}", **({"inplace": m.inplace} if activation.inplace else {}))
     if kind is SqueezeExcite:
         return _call("SqueezeExcite", channels=m.fc1.in_channels, squeeze=m.fc1.out_channels,
                      act=_activation_name(m.act, path), gate=_activation_name(m.gate, path))
@@ -305,18 +301,7 @@ def _lit(value: Any) -> str:
 # The module-level names of every generated file: a generated class or parameter never takes one.
 PRELUDE_NAMES = {"ConvNormAct", "SqueezeExcite", "activation", "drop_path", "ACTIVATIONS", "OrderedDict",
                  "torch", "nn", "build", "DESCRIPTION", "INPUT_SHAPE", "MEAN", "STD", "RESIZE", "WEIGHTS"}
-PRELUDE_ACTIVATIONS = '''\
-ACTIVATIONS = {"relu": nn.ReLU, "relu6": nn.ReLU6, "silu": nn.SiLU, "hardswish": nn.Hardswish,
-               "hardsigmoid": nn.Hardsigmoid, "sigmoid": nn.Sigmoid, "gelu": nn.GELU, "tanh": nn.Tanh}
-
-
-def activation(name, inplace=False):
-    """The activation called `name` (in place where torch allows it), or None for None."""
-    if name is None:
-        return None
-    if inplace and name in ("relu", "relu6", "silu", "hardswish", "hardsigmoid"):
-        return ACTIVATIONS[name](inplace=True)
-    return ACTIVATIONS[name]()'''
+PRELUDE_ACTIVATIONS = python_source()
 
 PRELUDE_CONV = '''\
 class ConvNormAct(nn.Sequential):

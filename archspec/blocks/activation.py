@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from math import prod
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
+from ..activations import ActivationName
 from .base import Block, Node, Shape
 
 if TYPE_CHECKING:
@@ -13,7 +14,7 @@ if TYPE_CHECKING:
 
 
 class ActivationLayer(Block):
-    type: Literal["relu", "relu6", "silu", "hardswish", "hardsigmoid", "sigmoid", "gelu", "tanh"]
+    type: ActivationName
 
     def infer(self, x: Shape, path: str) -> tuple[Shape, int, int]:
         return x, 0, 0

@@ -7,8 +7,9 @@ from __future__ import annotations
 from math import prod
 from typing import TYPE_CHECKING, Literal
 
+from ..activations import Activation
 from ..scaling import MAX_CHANNELS, Channels
-from .base import (Activation, Block, BnEps, BnMomentum, InitStd, Node, NonNegPair, Norm, Pair, PosInt, Shape, pair,
+from .base import (Block, BnEps, BnMomentum, InitStd, Node, NonNegPair, Norm, Pair, PosInt, Shape, pair,
                    window_out)
 
 if TYPE_CHECKING:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
+from ..activations import Activation
 from ..scaling import Channels
-from .base import Activation, BnEps, BnMomentum, MacroBlock, Norm, PosInt, Shape
+from .base import BnEps, BnMomentum, MacroBlock, Norm, PosInt, Shape
 from .conv import Conv
 from .sequence import Sequence
 

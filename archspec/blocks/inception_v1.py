@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Literal
 
+from ..activations import Activation
 from ..scaling import Channels
-from .base import Activation, BnEps, BnMomentum, MacroBlock, Norm, Shape
+from .base import BnEps, BnMomentum, MacroBlock, Norm, Shape
 from .conv import Conv
 from .inception import Inception
 from .pool import Pool

@@ -11,8 +11,9 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from ..activations import Activation
 from ..scaling import Channels, make_divisible
-from .base import Activation, Block, BnEps, BnMomentum, MacroBlock, Node, Norm, PosInt, Shape
+from .base import Block, BnEps, BnMomentum, MacroBlock, Node, Norm, PosInt, Shape
 from .conv import Conv
 from .residual import Residual
 from .se import SE

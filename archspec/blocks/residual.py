@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from .base import (RESIDUAL_RESERVED, Activation, Block, BnEps, BnMomentum, MacroBlock, Node, Norm, PosInt, Shape,
+from ..activations import Activation
+from .base import (RESIDUAL_RESERVED, Block, BnEps, BnMomentum, MacroBlock, Node, Norm, PosInt, Shape,
                    chain, check_unique_names, child_path, composite, fmt_shape, group, named, validation_message, window_out)
 from .conv import Conv
 

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
+from ..activations import Activation
 from ..scaling import Channels, make_divisible
-from .base import Activation, Block, Node, Shape
+from .base import Block, Node, Shape
 
 if TYPE_CHECKING:
     from torch import nn

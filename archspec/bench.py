@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from .references import reference_model
-from .spec import Spec, load
+from .spec import Spec, as_spec
 from .train import loss_of
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -326,8 +326,7 @@ def bench(spec: str | Path | Spec, overrides: dict[str, Any] | list[str] | None 
           settings: BenchSettings = BenchSettings(), reference: bool = False, variant: str | None = None,
           phi: float | None = None, progress: bool = True, seed: int = 0) -> BenchReport:
     """Time a spec's compiled model and, with `reference`, its torchvision/timm model under the same settings."""
-    if not isinstance(spec, Spec):
-        spec = load(spec, overrides, variant=variant, phi=phi)
+    spec = as_spec(spec, overrides, variant=variant, phi=phi)
     from .compiler import compile as compile_spec
 
     torch.manual_seed(seed)
@@ -355,13 +354,12 @@ def explain_graphs(spec: str | Path | Spec, overrides: dict[str, Any] | list[str
     tensors either way, so where the graphs break does not depend on the device."""
     import torch._dynamo
 
-    if not isinstance(spec, Spec):
-        if size:
-            overrides = ([*overrides, f"input.size={size}"] if isinstance(overrides, list)
-                         else {**(overrides or {}), "input.size": size})
-        spec = load(spec, overrides)
-    elif size or overrides:
-        raise ValueError("size and overrides apply to a spec file; pass a path")
+    if size and not isinstance(spec, Spec):
+        overrides = ([*overrides, f"input.size={size}"] if isinstance(overrides, list)
+                     else {**(overrides or {}), "input.size": size})
+    elif size:
+        raise ValueError("size applies to a spec file; pass its path")
+    spec = as_spec(spec, overrides)
     from .compiler import compile as compile_spec
 
     model = compile_spec(spec, device)

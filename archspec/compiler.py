@@ -8,7 +8,7 @@ import torch
 
 from .init import initialise
 from .nn import Network
-from .spec import Spec, load
+from .spec import Spec, as_spec
 
 
 def compile(spec: Spec, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> Network:
@@ -34,10 +34,7 @@ def build(spec: str | Path | Spec, overrides: dict[str, Any] | list[str] | None 
     """Load (if given a path), compile and optionally load weights (`mapping`: where they go, see
     `archspec.interop`). `verify`: check the model against the spec's reference model with the same
     weights (`interop.verify_transfer`; a WeightsError if they differ)."""
-    if not isinstance(spec, Spec):
-        spec = load(spec, overrides, variant=variant, phi=phi)
-    elif overrides or variant or phi is not None:
-        raise ValueError("overrides, variant and phi apply to a spec file; pass a path, or call archspec.load(path, ...)")
+    spec = as_spec(spec, overrides, variant=variant, phi=phi)
     model = compile(spec, device, dtype)
     if weights is not None:
         from .interop import load_weights

@@ -21,7 +21,7 @@ from .errors import one_line
 from .files import check_output, cleanup_on_signals, save_torch, write_atomic, write_bytes
 from .pycode import ExportError
 from .pywriter import check_text_is_data, python_source
-from .spec import Spec, load
+from .spec import Spec, as_spec
 
 if TYPE_CHECKING:  # torch is imported by the functions that use it: `import archspec` stays torch-free
     import torch
@@ -71,9 +71,7 @@ def export(spec: str | Path | Spec, format: str, output: str | Path | None = Non
     guarded = [Path(p) for p in protect]
     if not isinstance(spec, Spec):
         guarded.append(Path(spec))
-        spec = load(spec, overrides, variant=variant, phi=phi)
-    elif overrides or variant or phi is not None:  # as compiler.build: a loaded spec is final
-        raise ValueError("overrides, variant and phi apply to a spec file; pass a path, or call archspec.load(path, ...)")
+    spec = as_spec(spec, overrides, variant=variant, phi=phi)
     if isinstance(weights, (str, Path)):
         guarded.append(Path(weights))
     out = Path(output) if output is not None else default_output(spec, format)

@@ -158,6 +158,18 @@ def load(path: str | Path, overrides: Overrides = None, *, variant: str | None =
         return prepare(load_raw(path, variant), overrides, phi, analyse)
 
 
+def as_spec(spec: str | Path | Spec, overrides: Overrides = None, *, variant: str | None = None,
+            phi: float | None = None) -> Spec:
+    """What every API entry (build, export, train, bench, summary) works on: a path is loaded with
+    `overrides`, `variant` and `phi`; a loaded Spec is final, and giving those with it is an error."""
+    if not isinstance(spec, Spec):
+        return load(spec, overrides, variant=variant, phi=phi)
+    if overrides or variant or phi is not None:
+        raise ValueError("overrides, variant and phi apply to a spec file; pass its path, or call "
+                         "archspec.load(path, overrides, variant=..., phi=...)")
+    return spec
+
+
 def loads(text: str, file: str = "<string>", overrides: Overrides = None, *, variant: str | None = None,
           phi: float | None = None) -> Spec:
     """Like `load`, from YAML text (no `extends`)."""

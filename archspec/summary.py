@@ -20,7 +20,7 @@ from typing import Any
 
 from .blocks.base import Block, Node, Shape, fmt_shape
 from .memory import DTYPES, MemoryReplay, buffer_bytes, buffer_counts, dtype_size
-from .spec import Spec, load
+from .spec import Spec, as_spec
 from .units import human, human_bytes
 
 
@@ -225,10 +225,6 @@ class Summary:
         return Group(table, totals) if self.rows else totals
 
 
-def _resolve(spec: Spec | str | Path) -> Spec:
-    return spec if isinstance(spec, Spec) else load(spec)
-
-
 def rows(root: Node, depth: int, total_params: int | None = None) -> list[Row]:
     """The nodes under `root` down to `depth` (1: its children), in order, trunk before aux heads."""
     total = total_params if total_params is not None else root.params
@@ -253,7 +249,7 @@ def summary(spec: Spec | str | Path, depth: int = 1, batch: int = 1, dtype: str 
     with memory at `batch` images in `dtype` ('fp32', 'bf16' or 'fp16'). Never imports torch."""
     if depth < 0:
         raise ValueError(f"depth must be 0 or more, not {depth}")
-    spec = _resolve(spec)
+    spec = as_spec(spec)
     name, itemsize = dtype_size(dtype)
     root = spec.analyse()
     memory = activation_memory(root, batch, name)

@@ -24,7 +24,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .spec import Spec, load
+from .spec import Spec, as_spec
 from .units import plural
 
 DIGITS_SHAPE = (1, 8, 8)
@@ -144,10 +144,7 @@ def train(spec: str | Path | Spec, overrides: dict[str, Any] | list[str] | None 
           progress: bool = True, log: Callable[[str], None] | None = print) -> TrainResult:
     """Train a spec on scikit-learn's digits: AdamW with a per-step cosine schedule, cross-entropy
     (auxiliary heads weighted 0.3), a seeded stratified held-out split; one line per epoch to `log`."""
-    if not isinstance(spec, Spec):
-        spec = load(spec, overrides, variant=variant, phi=phi)
-    elif overrides or variant or phi is not None:
-        raise ValueError("overrides, variant and phi apply to a spec file; pass a path")
+    spec = as_spec(spec, overrides, variant=variant, phi=phi)
     check_fits_digits(spec)
     if epochs < 1 or batch < 1 or not lr > 0:
         raise ValueError("epochs and batch must be at least 1 and lr positive")

@@ -14,6 +14,8 @@ from .base import Block, Name, Node, Shape, chain, check_unique_names, composite
 if TYPE_CHECKING:
     from torch import nn
 
+    from . import BlockList  # the union of every block type, built in blocks/__init__.py
+
 
 class AuxHead(Block):
     kind = "stage / group"

@@ -15,6 +15,8 @@ from .base import RESERVED_NAMES, Block, Name, Node, Shape, check_unique_names, 
 if TYPE_CHECKING:
     from torch import nn
 
+    from . import BlockList  # the union of every block type, built in blocks/__init__.py
+
 
 class Inception(Block):
     kind = "inception"

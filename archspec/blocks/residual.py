@@ -20,6 +20,8 @@ from .conv import Conv
 if TYPE_CHECKING:
     from torch import nn
 
+    from . import BlockList  # the union of every block type, built in blocks/__init__.py
+
 
 ProjectionKernel = Literal[1, 3, 5, 7]  # odd: padding (k-1)//2 keeps the 1x1 projection's output size
 

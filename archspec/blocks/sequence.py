@@ -10,6 +10,8 @@ from .base import Block, build_children, Node, Shape, chain, check_unique_names,
 if TYPE_CHECKING:
     from torch import nn
 
+    from . import BlockList  # the union of every block type, built in blocks/__init__.py
+
 
 class Sequence(Block):
     kind = "stage / group"

@@ -13,6 +13,8 @@ from .base import Block, build_children, Node, Shape, chain, composite
 if TYPE_CHECKING:
     from torch import nn
 
+    from . import OneBlock  # the union of every block type, built in blocks/__init__.py
+
 
 class Stage(Block):
     kind = "stage / group"

@@ -258,17 +258,18 @@ def test_onnx_with_external_data_is_published_whole(tmp_path: Path, monkeypatch:
 
     from archspec.export import example_input, export_program, run_onnx, save_onnx
 
-    spec = archspec.load(SPECS / "resnet18.yaml", overrides={"input.size": 32})
+    spec = archspec.loads("name: small\ninput: {size: 8}\nlayers: [{type: conv, out: 4, kernel: 3, norm: batch, activation: relu}, "
+                          "{type: global_pool, flatten: true}, {type: linear, out: 5}]\n")
     model = archspec.build(spec).eval()
     program = export_program(model, spec)
     monkeypatch.setattr(sys.modules["archspec.export"], "ONNX_SINGLE_FILE_LIMIT", 0)
-    out = tmp_path / "r18.onnx"
+    out = tmp_path / "small.onnx"
     save_onnx(program, out)
-    assert listing(tmp_path) == ["r18.onnx", "r18.onnx.data"]
-    with pytest.raises(OutputError, match="r18.onnx exists; pass --force"):
+    assert listing(tmp_path) == ["small.onnx", "small.onnx.data"]
+    with pytest.raises(OutputError, match="small.onnx exists; pass --force"):
         save_onnx(program, out)
     save_onnx(program, out, force=True)
-    assert listing(tmp_path) == ["r18.onnx", "r18.onnx.data"]
+    assert listing(tmp_path) == ["small.onnx", "small.onnx.data"]
     x = example_input(spec, batch=3, seed=1)
     with torch.no_grad():
         assert (run_onnx(out, x) - model(x)).abs().max().item() <= 1e-4

@@ -12,16 +12,16 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import Loc, SpecError
-from .spec import Spec, load, loads
+from .language.spec import Spec, load, loads
 # summary(spec, depth, batch, dtype) and diff(a, b, ...): pure Python, never import torch. Imported here,
 # not lazily, because the functions share the submodule's name: this binding wins over the submodule
-# (which stays importable as `from archspec.summary import ...`).
-from .diff import diff
-from .summary import summary
+# (which stays importable as `from archspec.reports.summary import ...`).
+from .reports.diff import diff
+from .reports.summary import summary
 # diagram(spec, detail, rankdir): a Drawing (graphviz); imported eagerly for the same reason (~30 ms).
-from .diagram import diagram
-# export(spec, format, ...): the same; archspec/export.py imports torch only when a function runs.
-from .export import export
+from .reports.diagram import diagram
+# export(spec, format, ...): the same; archspec/exports/formats.py imports torch only when a function runs.
+from .exports.formats import export
 
 __version__ = "0.1.0"
 
@@ -29,22 +29,22 @@ __version__ = "0.1.0"
 def build(*args: Any, **kwargs: Any) -> Any:
     """`build(path_or_spec, overrides=None, weights=None, device=None, dtype=None, variant=None, phi=None,
     mapping=None, verify=False) -> nn.Module`."""
-    from .compiler import build as _build
+    from .backend.compiler import build as _build
 
     return _build(*args, **kwargs)
 
 
 def compile(spec: Spec, device: Any = None, dtype: Any = None) -> Any:
     """`compile(spec, device=None, dtype=None) -> nn.Module` for an already loaded spec."""
-    from .compiler import compile as _compile
+    from .backend.compiler import compile as _compile
 
     return _compile(spec, device, dtype)
 
 
 def with_tta(model: Any, spec: Spec | None = None, mode: str | None = None) -> Any:
     """`with_tta(model, spec=None, mode=None) -> nn.Module`: in eval mode, the softmax averaged over the
-    test-time views the spec declares (`tta:`, e.g. AlexNet's ten crops); see `archspec.tta`."""
-    from .tta import with_tta as _with_tta
+    test-time views the spec declares (`tta:`, e.g. AlexNet's ten crops); see `archspec.backend.tta`."""
+    from .backend.tta import with_tta as _with_tta
 
     return _with_tta(model, spec, mode)
 

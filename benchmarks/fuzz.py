@@ -3,7 +3,7 @@
     python benchmarks/fuzz.py                    # 100,000 cases, seed 1, one process per core; writes benchmarks/results/fuzz.txt
     python benchmarks/fuzz.py --cases 2000 --seed 5 --jobs 1 --out /tmp/fuzz.txt
 
-Part 1 (archspec.fuzz): inputs tried, accepted, rejected by error class, crashes (must be 0), answers over
+Part 1 (archspec.tools.fuzz): inputs tried, accepted, rejected by error class, crashes (must be 0), answers over
 the time limit (1 s of CPU) and the slowest answer. Each accepted spec is also compiled on `meta` and run
 (its output shape and parameter count must equal the analysis; `--no-torch` skips this). The processes run
 under an 8 GiB address-space limit, so a memory bomb would show as a crash (MemoryError) instead of
@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from archspec.fuzz import fuzz  # noqa: E402
+from archspec.tools.fuzz import fuzz  # noqa: E402
 
 HEAD = "name: t\ninput: {channels: 3, size: 32}\n"
 BLOCK = "{type: conv, out: 3, kernel: 1, norm: batch, activation: relu, bias: false, stride: 1, groups: 1}"

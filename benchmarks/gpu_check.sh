@@ -72,7 +72,7 @@ else
 fi
 export PYTHONUNBUFFERED=1
 nvidia-smi > "$DEST/nvidia_smi.txt" 2>&1
-python3 -c "import torch, torchvision, archspec; from archspec.bench import device_name; \
+python3 -c "import torch, torchvision, archspec; from archspec.tools.bench import device_name; \
 print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'cuda', torch.version.cuda, device_name('$DEV'))" \
   || { echo "imports failed"; exit 1; }
 

@@ -23,8 +23,8 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 import archspec  # noqa: E402
-from archspec.bench import device_name, prepare_model, resolve_device, synchronize  # noqa: E402
-from archspec.train import loss_of  # noqa: E402
+from archspec.tools.bench import device_name, prepare_model, resolve_device, synchronize  # noqa: E402
+from archspec.tools.train import loss_of  # noqa: E402
 
 
 class Checks:

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from archspec.interop import _by_names, _by_dataflow, _groups  # noqa: E402
+from archspec.backend.interop import _by_names, _by_dataflow, _groups  # noqa: E402
 
 GROUPS = 200_000
 CHAIN = 20_000

@@ -5,7 +5,7 @@
 
 For ResNet-50, EfficientNet-B0, MobileNet-V2 and VGG-16 it times an inference forward pass and a
 training step (forward, cross-entropy, backward, SGD step), eager and under torch.compile (inductor),
-ours and torchvision's with the same settings (archspec.bench: warm-up, then the two models' timed
+ours and torchvision's with the same settings (archspec.tools.bench: warm-up, then the two models' timed
 iterations interleaved in rounds, median latency with device synchronisation). It prints each ratio
 ours/torchvision of throughput (the median of the rounds' ratios, a paired comparison) and writes
 them to benchmarks/results/throughput_<device>.txt, which names the processor or the card (rewritten
@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from archspec.bench import BenchReport, BenchSettings, bench, device_name, resolve_device  # noqa: E402
+from archspec.tools.bench import BenchReport, BenchSettings, bench, device_name, resolve_device  # noqa: E402
 from archspec.files import write_atomic  # noqa: E402
 
 MODELS = ["resnet50", "efficientnet_b0", "mobilenet_v2", "vgg16"]

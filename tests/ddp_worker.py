@@ -35,7 +35,7 @@ from torch.distributed.tensor import DTensor  # noqa: E402
 from torch.nn.parallel import DistributedDataParallel  # noqa: E402
 
 import archspec  # noqa: E402
-from archspec.train import loss_of  # noqa: E402
+from archspec.tools.train import loss_of  # noqa: E402
 
 
 def flat(tensors: list[torch.Tensor]) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Each activation is one entry of archspec/activations.py, and every consumer reads it from there: the
+"""Each activation is one entry of archspec/ir/activations.py, and every consumer reads it from there: the
 entry agrees with torch (module, in-place support, what autograd keeps), and the language, the builder,
 the memory model and the Python export all take every entry without another list to update."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import archspec
-from archspec.activations import ACTIVATIONS
+from archspec.ir.activations import ACTIVATIONS
 from test_summary import _close, measure_activations
 
 NAMES = list(ACTIVATIONS)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import archspec
-from archspec.blocks.base import window_out
+from archspec.language.blocks.base import window_out
 from conftest import ALL_SPECS, SPECS, spec_params
 
 

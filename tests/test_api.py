@@ -8,9 +8,9 @@ from typing import Any, Callable
 import pytest
 
 import archspec
-from archspec.bench import bench
-from archspec.spec import as_spec
-from archspec.train import train
+from archspec.tools.bench import bench
+from archspec.language.spec import as_spec
+from archspec.tools.train import train
 from conftest import SPECS
 
 ENTRIES: dict[str, Callable[..., Any]] = {

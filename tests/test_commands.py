@@ -12,13 +12,14 @@ import torch
 from PIL import Image
 
 import archspec
-import archspec.compiler
-from archspec import deploy_cli, guard
-from archspec.bench import BenchReport, BenchSettings, Timing
+import archspec.backend.compiler
+from archspec.cli import inference
+from archspec.reports import guard
+from archspec.tools.bench import BenchReport, BenchSettings, Timing
 from archspec.cli import main
-from archspec.guard import cgroup_headroom, check_memory, estimate_memory
-from archspec.train import check_fits_digits
-from archspec.tta import preprocess
+from archspec.reports.guard import cgroup_headroom, check_memory, estimate_memory
+from archspec.tools.train import check_fits_digits
+from archspec.backend.tta import preprocess
 from conftest import SPECS
 from test_train import DIGITS_CNN
 
@@ -129,13 +130,13 @@ COMMANDS = {"build": [], "export": ["--format", "onnx"], "bench": [], "bench --t
 
 @pytest.fixture
 def no_compile(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """archspec.compiler.compile records its calls and stops the command (exit 1) instead of allocating."""
+    """archspec.backend.compiler.compile records its calls and stops the command (exit 1) instead of allocating."""
     calls: list[Any] = []
 
     def refuse(spec: Any, *args: Any, **kwargs: Any) -> None:
         calls.append(spec)
         raise RuntimeError("compile reached")
-    monkeypatch.setattr(archspec.compiler, "compile", refuse)
+    monkeypatch.setattr(archspec.backend.compiler, "compile", refuse)
     return calls
 
 
@@ -162,7 +163,7 @@ def test_each_allocating_command_refuses_a_spec_over_memory(command: str, digits
 def test_predict_checks_its_batch_times_the_tta_views(digits: Path, tmp_path: Path, no_compile: list[Any],
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     seen = []
-    monkeypatch.setattr(deploy_cli, "check_fits", lambda args, spec, device, batch: seen.append(batch))
+    monkeypatch.setattr(inference, "check_fits", lambda args, spec, device, batch: seen.append(batch))
     images = [str(gray(tmp_path / f"{i}.png")) for i in range(3)]
     for extra in ([], ["--tta"], ["--batch-size", "2", "--tta"]):
         assert main(["predict", str(digits), "--weights", "w.pth", *images, *extra, "--set", "input.size=16"]) == 1
@@ -186,7 +187,7 @@ def test_predict_refuses_labels_from_a_device_or_over_the_bound(digits: Path, di
     assert one_line_error(capsys) == "archspec predict: labels file /dev/zero is not a regular file"
     assert main([*args, "--labels", str(tmp_path)]) == 2
     assert one_line_error(capsys) == f"archspec predict: labels file {tmp_path} is not a regular file"
-    monkeypatch.setattr(deploy_cli, "LABELS_MAX_BYTES", 100)
+    monkeypatch.setattr(inference, "LABELS_MAX_BYTES", 100)
     big = tmp_path / "big.txt"
     big.write_text("a label\n" * 13)  # 104 bytes
     assert main([*args, "--labels", str(big)]) == 2
@@ -213,7 +214,7 @@ def test_predict_refuses_a_decompression_bomb_in_one_line(digits: Path, digits_w
     Image.new("1", (10000, 10000)).save(wide, optimize=True)
     assert main([*args, str(wide)]) == 2
     assert "(10000x10000 pixels); predict decodes at most 89,478,485 pixels" in one_line_error(capsys)
-    monkeypatch.setattr(deploy_cli, "IMAGE_MAX_BYTES", 1000)  # the file size is checked before anything
+    monkeypatch.setattr(inference, "IMAGE_MAX_BYTES", 1000)  # the file size is checked before anything
     assert main([*args, str(bomb)]) == 2
     assert one_line_error(capsys).startswith(f"archspec predict: image {bomb} is ")
     assert main([*args, str(tmp_path)]) == 2
@@ -251,10 +252,10 @@ def test_predict_prints_the_torchvision_reference_categories(digits: Path, tmp_p
     assert main(args) == 0
     assert [line.split() for line in capsys.readouterr().out.splitlines()[1:]] == [
         [line.split()[0], str(i)] for line, i in zip(lines[1:], top)]
-    assert deploy_cli.reference_categories(archspec.load(digits)) is None
+    assert inference.reference_categories(archspec.load(digits)) is None
     monkeypatch.undo()
-    assert deploy_cli.reference_categories(archspec.load(digits)) is None  # 10 classes: not ImageNet's 1000
-    assert deploy_cli.reference_categories(spec) == categories
+    assert inference.reference_categories(archspec.load(digits)) is None  # 10 classes: not ImageNet's 1000
+    assert inference.reference_categories(spec) == categories
 
 
 # -- build on meta, train's and bench's output ------------------------------------------------------------------
@@ -262,13 +263,13 @@ def test_predict_prints_the_torchvision_reference_categories(digits: Path, tmp_p
 def test_build_on_meta_computes_nothing_and_says_so(monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     outputs: list[torch.Tensor] = []
-    real_compile = archspec.compiler.compile
+    real_compile = archspec.backend.compiler.compile
 
     def compile_and_watch(*args: Any, **kwargs: Any) -> torch.nn.Module:
         model = real_compile(*args, **kwargs)
         model.register_forward_hook(lambda module, inputs, output: outputs.append(output))
         return model
-    monkeypatch.setattr(archspec.compiler, "compile", compile_and_watch)
+    monkeypatch.setattr(archspec.backend.compiler, "compile", compile_and_watch)
     assert main(["build", str(SPECS / "resnet50.yaml"), "--device", "meta"]) == 0
     out = capsys.readouterr().out
     assert len(outputs) == 1 and outputs[0].device.type == "meta"
@@ -301,7 +302,7 @@ def test_on_cuda_the_guard_compares_with_the_free_device_memory(monkeypatch: pyt
     """As on a GPU machine (torch.cuda.mem_get_info stands in for the card): the limit is half its free memory."""
     from argparse import Namespace
 
-    from archspec.cli_args import check_fits
+    from archspec.cli.args import check_fits
 
     asked = []
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: asked.append(device) or (2 << 30, 80 << 30))

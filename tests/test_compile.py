@@ -9,9 +9,9 @@ import torch
 import torchvision
 
 import archspec
-from archspec.init import SCHEMES
-from archspec.interop import WeightsError, transfer
-from archspec.spec import INIT_SCHEMES
+from archspec.backend.init import SCHEMES
+from archspec.backend.interop import WeightsError, transfer
+from archspec.language.spec import INIT_SCHEMES
 from conftest import SPECS
 
 
@@ -125,11 +125,11 @@ def test_torchvision_state_dict_file_loads(tmp_path: Path) -> None:
 def container_attributes() -> tuple[set[str], set[str]]:
     """What a child module's name must not be: every public attribute (class and instance) of the
     containers whose children a spec names and what archspec.build sets on the model; then what a
-    residual's body layers (children of archspec.nn.Residual) must not be besides."""
+    residual's body layers (children of archspec.backend.nn.Residual) must not be besides."""
     import re
     import textwrap
 
-    from archspec.nn import Concat, Residual
+    from archspec.backend.nn import Concat, Residual
 
     name = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")  # blocks/base.py's Name: nothing else can collide
     weights = archspec.build(SPECS / "resnet18.yaml", device="meta").state_dict()
@@ -148,7 +148,7 @@ def container_attributes() -> tuple[set[str], set[str]]:
 def test_reserved_names_are_every_container_attribute(capsys: pytest.CaptureFixture[str]) -> None:
     """RESERVED_NAMES is text (validation needs no torch), derived from the installed torch: a name it
     lacks would validate, then fail to build. On failure, the derived list is printed to paste."""
-    from archspec.blocks.base import RESERVED_NAMES, RESIDUAL_RESERVED
+    from archspec.language.blocks.base import RESERVED_NAMES, RESIDUAL_RESERVED
 
     derived, residual = container_attributes()
     assert derived <= RESERVED_NAMES, f"missing: {sorted(derived - RESERVED_NAMES)}; paste:\n{capsys.readouterr().out}"
@@ -159,7 +159,7 @@ def test_reserved_names_are_every_container_attribute(capsys: pytest.CaptureFixt
 
 @pytest.mark.parametrize("where", ["top", "sequence", "residual", "branch", "aux"])
 def test_every_reserved_name_is_refused_where_it_is(tmp_path: Path, where: str) -> None:
-    from archspec.blocks.base import RESERVED_NAMES, RESIDUAL_RESERVED
+    from archspec.language.blocks.base import RESERVED_NAMES, RESIDUAL_RESERVED
     from archspec.errors import SpecError
 
     reserved = RESERVED_NAMES | (RESIDUAL_RESERVED if where == "residual" else set())

@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw
 
 import archspec
 from archspec.cli import main as run_cli
-from archspec.tta import TestTimeAugmentation, preprocess, resize_size
+from archspec.backend.tta import TestTimeAugmentation, preprocess, resize_size
 from conftest import SPECS
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 import archspec
-from archspec.blocks import BLOCK_CLASSES, AuxHead
-from archspec.blocks.base import Group, Node, fmt_shape
-from archspec.diagram import COLOURS, DETAILS, MAX_BRANCHES, MAX_NODES, MAX_REPEATS, PLAIN, Drawing, diagram, render
+from archspec.language.blocks import BLOCK_CLASSES, AuxHead
+from archspec.language.blocks.base import Group, Node, fmt_shape
+from archspec.reports.diagram import COLOURS, DETAILS, MAX_BRANCHES, MAX_NODES, MAX_REPEATS, PLAIN, Drawing, diagram, render
 from conftest import ALL_SPECS, ROOT, SPECS
 from test_cli import NO_TORCH
 
@@ -301,7 +301,7 @@ def test_a_failing_dot_is_one_line_exit_2_and_writes_nothing(script: str | None,
     if script is None:  # ... so make it look executable to which() only
         monkeypatch.setattr(shutil, "which", lambda name, *a, **k: str(bin_dir / name))
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setattr(sys.modules["archspec.diagram"], "DOT_TIMEOUT_S", 0.5)  # archspec.diagram is the function
+    monkeypatch.setattr(sys.modules["archspec.reports.diagram"], "DOT_TIMEOUT_S", 0.5)  # the module (archspec.diagram is the function)
     out = tmp_path / "out"
     out.mkdir()
     assert main(["diagram", str(SPECS / "resnet18.yaml"), "-o", str(out / "r.svg")]) == 2

@@ -11,7 +11,7 @@ from torchvision.models._utils import _make_divisible as torchvision_make_divisi
 
 import archspec
 from archspec.cli import main
-from archspec.scaling import Scaling, make_divisible
+from archspec.language.scaling import Scaling, make_divisible
 from conftest import SPECS
 
 
@@ -176,7 +176,7 @@ def test_optional_channel_fields_scale_too() -> None:
 @pytest.mark.parametrize("width", [0.33, 0.35, 0.5, 0.75, 1.25])
 def test_mobilenet_v3_width_equals_torchvision_width_mult(name: str, fc1: int, width: float) -> None:
     """Every width follows torchvision's `width_mult`, fc1 (a hidden linear layer) included; the classes stay."""
-    from archspec.interop import transfer
+    from archspec.backend.interop import transfer
 
     torch.manual_seed(0)
     spec = archspec.load(SPECS / f"{name}.yaml", overrides={"scaling.width": width})
@@ -194,7 +194,7 @@ def test_mobilenet_v3_width_equals_torchvision_width_mult(name: str, fc1: int, w
 @pytest.mark.parametrize("width", [0.35, 0.5, 0.75, 1.4])
 def test_mobilenet_v2_width_equals_torchvision_width_mult(width: float) -> None:
     """Below width 1 the last conv keeps 1280 channels (`shrinks_with_width: false`), above it widens."""
-    from archspec.interop import transfer
+    from archspec.backend.interop import transfer
 
     torch.manual_seed(0)
     spec = archspec.load(SPECS / "mobilenet_v2.yaml", overrides={"scaling.width": width})
@@ -215,7 +215,7 @@ def test_efficientnet_head_follows_timm_and_expansion_4_follows_torchvision() ->
     from timm.models.efficientnet import _gen_efficientnet
     from torchvision.models.efficientnet import EfficientNet, _efficientnet_conf
 
-    from archspec.interop import transfer
+    from archspec.backend.interop import transfer
 
     width = 1.13
     timm_ref = _gen_efficientnet("efficientnet_b0", channel_multiplier=width, depth_multiplier=1.0, pretrained=False)

@@ -208,7 +208,7 @@ def test_an_unreadable_file_is_a_located_error(tmp_path: Path, monkeypatch: pyte
     def refuse(*args: Any, **kwargs: Any) -> int:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("archspec.source.os.open", refuse)  # root reads any file; this test may run as root
+    monkeypatch.setattr("archspec.language.source.os.open", refuse)  # root reads any file; this test may run as root
     with pytest.raises(archspec.SpecError, match="cannot read the spec file: Permission denied") as err:
         archspec.load(path)
     assert err.value.loc.file == str(path)

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 import archspec
 from archspec.cli import main as cli_main
 from archspec.errors import SpecError
-from archspec.export import (ExportError, example_input, export_program, python_source, run_onnx, run_pt2,
+from archspec.exports.formats import (ExportError, example_input, export_program, python_source, run_onnx, run_pt2,
                              save_onnx)
 from conftest import NETWORKS, ROOT, SPECS, background_result
 
@@ -253,7 +253,7 @@ def test_generated_source_reads_like_the_spec() -> None:
 
 
 def test_python_source_refuses_a_module_it_cannot_write() -> None:
-    from archspec.pycode import module_expr
+    from archspec.exports.pycode import module_expr
 
     with pytest.raises(ExportError, match="cannot write a torch.nn.modules.rnn.LSTM"):
         module_expr(torch.nn.LSTM(3, 3), "layer")
@@ -383,7 +383,7 @@ def test_the_check_refuses_source_whose_code_the_text_changes(tmp_path: Path, mo
     """With the docstrings written unescaped (as before), the text is code: refused before anything is
     written or run."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys.modules["archspec.pywriter"], "_doc_text", lambda text: text)
+    monkeypatch.setattr(sys.modules["archspec.exports.pywriter"], "_doc_text", lambda text: text)
     spec = tiny_spec(tmp_path, '""" + str(__import__("os").system("touch PWNED")) + """')
     assert cli_main(["export", str(spec), "--format", "python"]) == 1
     err = capsys.readouterr().err
@@ -411,7 +411,7 @@ NEAR_MISSES = ["add", "appendix", "bodies", "drop", "rate", "module", "Training"
 @given(name=st.from_regex(r"[A-Za-z][A-Za-z0-9_]{0,10}", fullmatch=True) | st.sampled_from(NEAR_MISSES),
        where=st.sampled_from(["top", "sequence", "residual", "branch", "aux"]))
 def test_every_name_that_validates_builds_and_exports(tmp_path: Path, name: str, where: str) -> None:
-    from archspec.blocks.base import RESERVED_NAMES, RESIDUAL_RESERVED
+    from archspec.language.blocks.base import RESERVED_NAMES, RESIDUAL_RESERVED
     from test_compile import named_spec
 
     path = tmp_path / "net.yaml"

@@ -22,11 +22,11 @@ from hypothesis import strategies as st
 from torch.utils.flop_counter import FlopCounterMode
 
 import archspec
-from archspec.activations import ACTIVATIONS as ACTIVATION_TABLE
-from archspec.blocks import BLOCK_TYPES
-from archspec.blocks.base import window_out
+from archspec.ir.activations import ACTIVATIONS as ACTIVATION_TABLE
+from archspec.language.blocks import BLOCK_TYPES
+from archspec.language.blocks.base import window_out
 
-ACTIVATIONS = ["none", *ACTIVATION_TABLE]  # every activation archspec/activations.py defines
+ACTIVATIONS = ["none", *ACTIVATION_TABLE]  # every activation archspec/ir/activations.py defines
 LAYER_ACTIVATIONS = ACTIVATIONS[1:]
 MAX_CHANNELS = 12
 MAX_DEPTH = 3  # composite nesting

@@ -8,7 +8,7 @@ import torchvision
 from torch.utils.flop_counter import FlopCounterMode
 
 import archspec
-from archspec.interop import transfer
+from archspec.backend.interop import transfer
 from conftest import SPECS
 
 TORCHVISION = {"googlenet": torchvision.models.googlenet, "inception_v3": torchvision.models.inception_v3}

@@ -13,7 +13,7 @@ from torch import nn
 
 import archspec
 from archspec.cli import main
-from archspec.interop import WeightsError, load_weights, randomise_norm_stats, transfer, verify_transfer
+from archspec.backend.interop import WeightsError, load_weights, randomise_norm_stats, transfer, verify_transfer
 from conftest import SPECS
 
 STEM = "  - {name: stem, type: conv, out: 8, kernel: 3}\n"

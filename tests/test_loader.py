@@ -10,8 +10,8 @@ import yaml
 import archspec
 from archspec import SpecError
 from archspec.cli import main
-from archspec.inherit import load_raw
-from archspec.source import MAX_EXTENDS_DEPTH, MAX_SOURCE_BYTES
+from archspec.language.inherit import load_raw
+from archspec.language.source import MAX_EXTENDS_DEPTH, MAX_SOURCE_BYTES
 from conftest import ALIASES, SPECS
 
 

@@ -256,13 +256,13 @@ def test_onnx_with_external_data_is_published_whole(tmp_path: Path, monkeypatch:
     published by the writer (here with the limit lowered to 0 for a small network)."""
     import torch
 
-    from archspec.export import example_input, export_program, run_onnx, save_onnx
+    from archspec.exports.formats import example_input, export_program, run_onnx, save_onnx
 
     spec = archspec.loads("name: small\ninput: {size: 8}\nlayers: [{type: conv, out: 4, kernel: 3, norm: batch, activation: relu}, "
                           "{type: global_pool, flatten: true}, {type: linear, out: 5}]\n")
     model = archspec.build(spec).eval()
     program = export_program(model, spec)
-    monkeypatch.setattr(sys.modules["archspec.export"], "ONNX_SINGLE_FILE_LIMIT", 0)
+    monkeypatch.setattr(sys.modules["archspec.exports.formats"], "ONNX_SINGLE_FILE_LIMIT", 0)
     out = tmp_path / "small.onnx"
     save_onnx(program, out)
     assert listing(tmp_path) == ["small.onnx", "small.onnx.data"]

@@ -8,8 +8,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import archspec
-from archspec.references import reference_model
-from archspec.interop import randomise_norm_stats, transfer
+from archspec.backend.references import reference_model
+from archspec.backend.interop import randomise_norm_stats, transfer
 from conftest import REFERENCED, spec_params
 
 

@@ -13,12 +13,12 @@ import pytest
 
 import archspec
 from archspec import SpecError
-from archspec.blocks.base import MAX_BLOCKS
+from archspec.language.blocks.base import MAX_BLOCKS
 from archspec.cli import main
-from archspec.fuzz import check_error, error_class, fuzz
-from archspec.guard import MemoryEstimate, available_memory, check_memory, estimate_memory
+from archspec.tools.fuzz import check_error, error_class, fuzz
+from archspec.reports.guard import MemoryEstimate, available_memory, check_memory, estimate_memory
 from archspec.units import human_bytes
-from archspec.source import MAX_DEPTH, MAX_EXTENDS_DEPTH, MAX_FILE_BYTES
+from archspec.language.source import MAX_DEPTH, MAX_EXTENDS_DEPTH, MAX_FILE_BYTES
 from conftest import ALL_SPECS, ROOT
 
 HEAD = "name: t\ninput: {channels: 3, size: 32}\n"
@@ -411,7 +411,7 @@ def test_guard_is_pure_python_and_fast() -> None:
         import json, sys, time
         sys.path.insert(0, ".")
         import archspec
-        from archspec.guard import check_memory
+        from archspec.reports.guard import check_memory
         spec = archspec.load("specs/resnet50.yaml", {"input.size": 1000000})
         start = time.process_time()
         try:

@@ -18,7 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import archspec
 from archspec.cli import main
-from archspec.summary import activation_memory, human_bytes
+from archspec.reports.summary import activation_memory, human_bytes
 from conftest import ALL_SPECS, ROOT, SPECS
 
 FULL = 100  # a depth past the deepest block of every bundled spec

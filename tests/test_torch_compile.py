@@ -22,8 +22,8 @@ import pytest
 import torch
 
 import archspec
-from archspec.bench import explain_graphs
-from archspec.blocks.base import Node
+from archspec.tools.bench import explain_graphs
+from archspec.language.blocks.base import Node
 from conftest import NETWORKS, SPECS, background_result
 
 EXPLAIN_SIZE = 64  # small inputs where the net allows them; else the spec's own size
@@ -146,7 +146,7 @@ def test_channels_last_and_bf16_autocast_match_fp32(name: str, size: int) -> Non
 
 
 def test_prepare_model_channels_last() -> None:
-    from archspec.bench import example_input, prepare_model
+    from archspec.tools.bench import example_input, prepare_model
 
     model = prepare_model(archspec.build(SPECS / "resnet18.yaml", overrides={"input.size": 32}), channels_last=True)
     assert model.conv1.conv.weight.is_contiguous(memory_format=torch.channels_last)
@@ -158,7 +158,7 @@ def test_prepare_model_channels_last() -> None:
 
 @pytest.mark.parametrize("train", [False, True], ids=["inference", "training"])
 def test_bench_times_ours_and_the_reference(train: bool) -> None:
-    from archspec.bench import BenchSettings, bench
+    from archspec.tools.bench import BenchSettings, bench
 
     settings = BenchSettings(batch=2, train=train, warmup=1, iters=3)
     report = bench(SPECS / "resnet18.yaml", {"input.size": 32}, settings=settings, reference=True, progress=False)
@@ -173,7 +173,7 @@ def test_bench_times_ours_and_the_reference(train: bool) -> None:
 
 
 def test_bench_notes_a_changed_network_and_refuses_without_reference() -> None:
-    from archspec.bench import BenchSettings, bench
+    from archspec.tools.bench import BenchSettings, bench
 
     settings = BenchSettings(batch=1, warmup=1, iters=1)
     report = bench(SPECS / "resnet18.yaml", {"input.size": 32, "layers.fc.out": 10}, settings=settings,

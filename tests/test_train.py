@@ -10,7 +10,7 @@ import torch
 
 import archspec
 from archspec.cli import main as cli_main
-from archspec.train import DIGITS_OVERRIDES, check_fits_digits, digits_split, train
+from archspec.tools.train import DIGITS_OVERRIDES, check_fits_digits, digits_split, train
 from conftest import SPECS
 
 # A small residual net for 1x8x8 digits: 19,706 parameters, 0.53 M MACs per image.

@@ -1,0 +1,310 @@
+"""The `archspec` command line: a thin shell over the Python API.
+
+Spec problems print one located line and exit 2, as do input files a command refuses (InputError: predict's
+images and labels) and an output that cannot be written (files.OutputError); other failures print one
+line and exit 1.
+torch is imported only by the commands that build or run a model.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ..language.blocks.base import fmt_shape
+from .args import add_allow_large, add_weight_options, check_fits, load_spec, positive_int
+from .inference import EXPORT_HELP, PREDICT_HELP, add_export_arguments, add_predict_arguments, cmd_export, cmd_predict
+from ..errors import InputError, SpecError
+from ..files import OutputError, check_output, save_torch
+from ..language.spec import load
+from ..ir.memory import DTYPES
+from ..units import human
+from .perf import add_bench_arguments, add_train_arguments, cmd_bench, cmd_train
+
+EXIT_SPEC_ERROR = 2
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    status = 0
+    for path in args.specs:
+        try:
+            spec = load_spec(args, path)
+        except SpecError as exc:
+            print(exc, file=sys.stderr)
+            status = EXIT_SPEC_ERROR
+            continue
+        print(f"ok  {path}  {spec.name}: {spec.params:,} params, {human(spec.macs, 'MACs')}, "
+              f"output {fmt_shape(spec.output_shape)}")
+    return status
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    spec = load_spec(args, args.spec)
+    if args.output:  # before the build; write_atomic checks again, atomically, when it publishes
+        check_output(args.output, force=args.force, protect=[args.spec])
+    import torch
+
+    from ..tools.bench import example_input, prepare_model, resolve_device, synchronize
+    from ..backend.compiler import compile
+    from ..backend.interop import load_weights, verify_transfer
+
+    device = resolve_device(args.device, allow_meta=True)
+    check_fits(args, spec, device)  # before allocating
+    start = time.perf_counter()
+    model = compile(spec, device)
+    built = time.perf_counter() - start
+    if args.map and not args.weights:
+        raise ValueError("--map says where the tensors of --weights go; give --weights too")
+    report = load_weights(model, args.weights, mapping=args.map, verify=args.verify) if args.weights else None
+    verified = report.verified if report else verify_transfer(model) if args.verify else None
+    if report and not args.json:
+        print(report)
+    model.eval()
+    runnable = prepare_model(model, channels_last=args.channels_last, compile=args.compile)
+    x = example_input(spec.input.shape, 1, device, args.channels_last)
+    start = time.perf_counter()
+    with torch.no_grad():
+        y = runnable(x)
+    synchronize(device)
+    forward = time.perf_counter() - start
+    measured = sum(p.numel() for p in model.parameters())
+    if args.json:
+        print(json.dumps({"spec": spec.name, "device": str(device), "parameters": measured, "macs": spec.macs,
+                          "input": [1, *spec.input.shape], "output": list(y.shape), "verified": verified,
+                          "weights": report.to_dict() if report else None}, indent=2))
+    else:
+        _print_build(spec, device, built, measured, y, forward, verified)
+    if args.output:
+        out = Path(args.output)
+        payload = {"format": "archspec-checkpoint/1", "spec": spec.source,
+                   "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+        save_torch(out, payload, force=args.force, protect=[args.spec])
+        print(f"  checkpoint   {out}", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+def _print_build(spec: Any, device: Any, built: float, measured: int, y: Any, forward: float,
+                 verified: float | None) -> None:
+    print(f"{spec.name}: built on {device} in {built * 1000:.0f} ms")
+    print(f"  parameters   {measured:,}" + ("" if measured == spec.params else f"  (analysis says {spec.params:,}!)"))
+    print(f"  MACs         {spec.macs:,} ({human(spec.macs)})")
+    print(f"  input        {fmt_shape((1, *spec.input.shape))}")
+    # On meta nothing is computed: the time would be torch's one-off loading of its meta kernels.
+    timing = "shapes only on meta" if y.device.type == "meta" else f"one forward pass: {forward * 1000:.0f} ms"
+    print(f"  output       {fmt_shape(tuple(y.shape))}  ({timing})")
+    if verified is not None:
+        print(f"  verified     outputs equal {spec.reference}'s within {verified:.2g} (relative; same weights)")
+
+
+def _show(result: Any, text: str) -> None:
+    """A rich table on a terminal, plain aligned text otherwise (pipes, files, tests)."""
+    if sys.stdout.isatty():
+        from rich.console import Console
+
+        console = Console()
+        needed = console.measure(result, options=console.options.update_width(100_000)).maximum
+        if needed > console.width:  # never truncate a number: let the terminal wrap long lines instead
+            console = Console(width=needed)
+        console.print(result)
+    else:
+        print(text)
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from ..reports.summary import summary
+
+    result = summary(load_spec(args, args.spec), args.depth, args.batch, args.dtype)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        _show(result, result.text())
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from ..reports.diff import diff
+
+    if args.b is None and not (args.set or args.variant or args.phi is not None):
+        raise ValueError("nothing to compare: give a second spec, or --set / --variant / --phi for the first one")
+    a = load(args.a)
+    b = load_spec(args, args.b or args.a)
+    edits = [f"--set {s}" for s in args.set or []] + ([f"--variant {args.variant}"] if args.variant else []) + (
+        [f"--phi {args.phi:g}"] if args.phi is not None else [])
+    result = diff(a, b, args.depth, args.batch, args.dtype, labels=(args.a, " ".join([args.b or args.a, *edits])))
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        _show(result.rich(args.all), result.text(args.all))
+    return 0
+
+
+def cmd_scale(args: argparse.Namespace) -> int:
+    base = load_spec(args, args.spec)
+    names = [args.variant] if args.variant else list(base.variants) or [None]
+    members = [(name, load_spec(args, args.spec, name) if name else base) for name in names]
+    if not args.variant and not any(_row(spec) == _row(base) for _, spec in members):
+        members.insert(0, (None, base))  # the spec itself is none of its rows (a child that changes one)
+    if args.phi is not None:
+        members = [(f"phi={args.phi:g}", base)]
+    print(f"{'variant':<12}{'width':>8}{'depth':>8}{'resolution':>12}{'params':>16}{'MACs':>18}")
+    for name, spec in members:
+        size = "x".join(str(d) for d in spec.input.shape[1:])
+        print(f"{name or spec.name:<12}{spec.scaling.width:>8.3g}{spec.scaling.depth:>8.3g}{size:>12}"
+              f"{spec.params:>16,}{spec.macs:>18,}")
+    if args.explain:
+        for name, spec in members:
+            print(f"\n{name or spec.name}: width x{spec.scaling.width:.4g} (multiples of {spec.scaling.divisor}, "
+                  f"at most {1 - spec.scaling.round_limit:.0%} down), depth x{spec.scaling.depth:.4g} (rounded up)")
+            print(f"  {'where':<24}{'field':<10}{'base':>8}{'x factor':>12}{'rounded':>9}")
+            for f in (f for f in spec.scaled_fields if f.raw != f.base):  # the fields a multiplier changed
+                print(f"  {f.path:<24}{f.field:<10}{f.base:>8}{f.raw:>12.2f}{f.scaled:>9}")
+    return 0
+
+
+def _row(spec: Any) -> tuple[Any, ...]:
+    """What a row of `scale` shows."""
+    return spec.scaling.width, spec.scaling.depth, spec.input.shape, spec.params, spec.macs
+
+
+def cmd_diagram(args: argparse.Namespace) -> int:
+    """Draw each spec; a missing, failing or too slow Graphviz `dot` is exit 2 with one line per spec."""
+    from ..reports.diagram import INSTALL_HINT, RenderError, render
+
+    specs = [Path(p) for p in args.specs]
+    folder = Path(args.output) if args.output and (len(specs) > 1 or Path(args.output).is_dir()) else None
+    if len(specs) > 1 and folder is None:
+        folder = Path(".")
+    status = 0
+    for path in specs:
+        spec = load_spec(args, str(path))
+        target = (folder / f"{spec.name}.svg") if folder else Path(args.output or f"{spec.name}.svg")
+        try:
+            written, rendered = render(spec, target, args.detail, args.rankdir, inputs=tuple(specs))
+        except RenderError as exc:
+            print(f"archspec diagram: {path}: {exc}; nothing written", file=sys.stderr)
+            status = EXIT_SPEC_ERROR
+            continue
+        if not rendered and written.suffix == ".dot" and target.suffix != ".dot":
+            print(f"archspec diagram: {path}: wrote {written} but not {target}: Graphviz's `dot` is not on the PATH; "
+                  f"install it ({INSTALL_HINT}) and rerun", file=sys.stderr)
+            status = EXIT_SPEC_ERROR
+        else:
+            print(written)
+    return status
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from ..language.schema import editor_schema
+
+    print(json.dumps(editor_schema(), indent=2))
+    return 0
+
+
+def _summary_options(c: argparse.ArgumentParser) -> None:
+    """Options of `summary` and `diff`."""
+    def count(text: str) -> int:
+        if not text.isdigit():
+            raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'")
+        return int(text)
+
+    c.add_argument("--depth", type=count, default=1, metavar="N",
+                   help="rows down to nesting level N (1: top-level layers, the default; 0: totals only)")
+    c.add_argument("--batch", type=positive_int, default=1, metavar="B", help="batch size for the memory figures (default 1)")
+    c.add_argument("--dtype", choices=DTYPES, default="fp32",
+                   help="element type for the memory figures (default fp32)")
+    c.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="archspec", description="Declarative architecture specs for CNNs.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def command(name: str, func: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help, description=help)
+        c.set_defaults(func=func)
+        if name != "schema":
+            c.add_argument("--set", action="append", metavar="PATH=VALUE",
+                           help="override a value, e.g. --set layers.layer3.repeat=36 (repeatable)")
+            c.add_argument("--variant", metavar="NAME", help="a row of the spec's variants table, e.g. b3")
+            c.add_argument("--phi", type=float, metavar="PHI", help="a compound-scaling member (EfficientNet's phi)")
+        return c
+
+    c = command("validate", cmd_validate, "check specs: fields, types and every shape (no torch)")
+    c.add_argument("specs", nargs="+", metavar="SPEC")
+    c = command("build", cmd_build, "compile a spec, run one dummy forward pass, optionally save a checkpoint")
+    c.add_argument("spec", metavar="SPEC")
+    c.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, meta ... (default: cpu)")
+    c.add_argument("--weights", metavar="FILE", help="a torchvision/timm state_dict or archspec checkpoint")
+    add_weight_options(c)
+    c.add_argument("--json", action="store_true", help="machine-readable output, with the full weight mapping")
+    c.add_argument("-o", "--output", metavar="FILE", help="write a checkpoint (resolved spec + state_dict), atomically")
+    c.add_argument("--force", action="store_true", help="replace an existing --output file")
+    add_allow_large(c)
+    c.add_argument("--channels-last", action="store_true", help="channels_last memory format for the forward pass")
+    c.add_argument("--compile", action="store_true", help="torch.compile the model for the forward pass")
+    c = command("summary", cmd_summary, "per-block shapes, parameters, MACs and hyper-parameters, then totals "
+                                        "and memory, from the spec alone (no torch)")
+    c.add_argument("spec", metavar="SPEC")
+    _summary_options(c)
+    c = command("diff", cmd_diff, "what changes between two specs, or a spec and its --set/--variant/--phi edit, "
+                                  "block by block and in the totals (no torch); --set, --variant and --phi apply to B")
+    c.add_argument("a", metavar="A", help="the spec before")
+    c.add_argument("b", metavar="B", nargs="?", help="the spec after (default: A, edited by --set/--variant/--phi)")
+    _summary_options(c)
+    c.add_argument("--all", action="store_true", help="list the unchanged blocks too")
+    c = command("scale", cmd_scale, "a family's variants: width, depth, resolution, params, MACs (no torch)")
+    c.add_argument("spec", metavar="SPEC")
+    c.add_argument("--explain", action="store_true", help="each scaled field: base, raw scaled and rounded value")
+    c = command("diagram", cmd_diagram, "draw specs as Graphviz diagrams from the spec alone (no torch)")
+    c.add_argument("specs", nargs="+", metavar="SPEC")
+    c.add_argument("-o", "--output", metavar="OUT", help="OUT.svg|.png|.pdf|.dot, or a folder for several specs "
+                                                          "(default: SPEC_NAME.svg here)")
+    c.add_argument("--detail", choices=("stage", "block", "layer"), default="block", help="default: block")
+    c.add_argument("--rankdir", choices=("TB", "LR", "BT", "RL"), default="TB", help="layout direction (default TB)")
+    add_predict_arguments(command("predict", cmd_predict, PREDICT_HELP))
+    add_export_arguments(command("export", cmd_export, EXPORT_HELP))
+    add_bench_arguments(command("bench", cmd_bench, "images/s, latency and peak memory, beside the torchvision/timm "
+                                                    "reference with --reference"))
+    add_train_arguments(command("train", cmd_train, "train on scikit-learn's digits (8x8, 10 classes; use --set to "
+                                                    "fit the spec), per-epoch loss and held-out accuracy"))
+    command("schema", cmd_schema, "print the JSON Schema of the spec language (for editor autocompletion)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SpecError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_SPEC_ERROR
+    except (InputError, OutputError) as exc:  # input refused (an image, a labels file) or an output that exists,
+        # is no file, or found the disk full: one line, exit 2
+        print(f"archspec {args.command}: {exc}", file=sys.stderr)
+        return EXIT_SPEC_ERROR
+    except BrokenPipeError:  # e.g. `archspec summary ... | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except (OSError, ValueError, RuntimeError) as exc:
+        print(f"archspec {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except ModuleNotFoundError as exc:  # a dependency this command needs (rich, graphviz, torch) is missing
+        print(f"archspec {args.command}: needs the Python package '{exc.name}', which {sys.executable} lacks; "
+              "`pip install -e .` installs archspec's dependencies", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug in archspec, not in the spec: one line unless debugging
+        if os.environ.get("ARCHSPEC_DEBUG"):
+            raise
+        print(f"archspec {args.command}: internal error ({type(exc).__name__}: {exc}); "
+              "set ARCHSPEC_DEBUG=1 for the traceback", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,277 @@
+"""Export a compiled spec: ONNX, a `torch.export` program (.pt2), or a standalone PyTorch source file.
+
+    archspec.export("specs/resnet50.yaml", "onnx")                      # -> ./resnet50.onnx
+    archspec.export(spec, "python", "resnet50.py", weights="tv.pth")    # + resnet50.pth beside it
+
+Every format is the eval-mode network (auxiliary heads, dropout and stochastic depth off) with a
+dynamic batch dimension. ONNX and .pt2 come from one `torch.export` program; with `check` the written
+file is run again (ONNX in onnxruntime) on a fresh input and compared with the eager model.
+
+The Python source is written by `pywriter.py` (its pieces: `pycode.py`).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
+from ..errors import one_line
+from ..files import check_output, cleanup_on_signals, save_torch, write_atomic, write_bytes
+from .pycode import ExportError
+from .pywriter import check_text_is_data, python_source
+from ..language.spec import Spec, as_spec
+
+if TYPE_CHECKING:  # torch is imported by the functions that use it: `import archspec` stays torch-free
+    import torch
+    from torch import nn
+
+FORMATS = {"onnx": ".onnx", "pt2": ".pt2", "python": ".py"}
+ONNX_SINGLE_FILE_LIMIT = 1_800_000_000  # bytes of weights; above, ONNX needs an external data file
+EXAMPLE_BATCH = 2  # torch.export specialises a batch of 1, so the example batch is 2
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    format: str
+    files: list[Path] = field(default_factory=list)  # everything written, `path` first
+    max_abs_diff: float | None = None  # the check against the eager model, when run
+    transfer: Any = None  # the weight transfer report, when weights were given
+
+
+# -- the high-level entry point ----------------------------------------------------------------------
+
+def default_output(spec: Spec, format: str) -> Path:
+    return Path.cwd() / f"{spec.name}{FORMATS[format]}"
+
+
+def export(spec: str | Path | Spec, format: str, output: str | Path | None = None,
+           weights: str | Path | Mapping[str, torch.Tensor] | None = None, *,
+           overrides: dict[str, Any] | list[str] | None = None, variant: str | None = None,
+           phi: float | None = None, check: bool = True, model: nn.Module | None = None,
+           write_weights: bool | None = None, protect: Iterable[str | Path] = (), force: bool = False,
+           mapping: Mapping[str, str] | str | Path | None = None, verify: bool = False) -> ExportResult:
+    """Write `spec` (a path or a loaded Spec) in `format` (onnx, pt2, python) to `output` (default
+    ./SPEC_NAME.onnx|.pt2|.py); the eval-mode network, with a dynamic batch dimension.
+
+    `weights`: a torchvision/timm state_dict (file or mapping) or archspec checkpoint, loaded
+    as `archspec.backend.interop.load_weights` does, with `mapping` and `verify` (else the spec's
+    initialisation). `model`: an already built model of `spec` to
+    export instead. For `python`, `write_weights` (default: whether `weights` were given) also writes
+    the model's state_dict beside the source as OUTPUT.pth, which the generated `build()` loads.
+    `check` runs the written file on a fresh input (another batch size) against the eager model and
+    records the max abs difference. Nothing is written over the spec file or `protect`, nor over an
+    existing file unless `force` (archspec.files.write_atomic: atomic, no partial file)."""
+    import torch
+
+    if format not in FORMATS:
+        raise ExportError(f"unknown export format '{format}' (one of: {', '.join(FORMATS)})")
+    guarded = [Path(p) for p in protect]
+    if not isinstance(spec, Spec):
+        guarded.append(Path(spec))
+    spec = as_spec(spec, overrides, variant=variant, phi=phi)
+    if isinstance(weights, (str, Path)):
+        guarded.append(Path(weights))
+    out = Path(output) if output is not None else default_output(spec, format)
+    write_weights = weights is not None if write_weights is None else write_weights
+    check_targets(format, out, write_weights, guarded, force=force)
+    report = None
+    if model is None:
+        from ..backend.compiler import compile
+
+        model = compile(spec)
+    if weights is not None:
+        from ..backend.interop import load_weights
+
+        report = load_weights(model, weights, mapping=mapping, verify=verify)
+    elif verify:
+        from ..backend.interop import verify_transfer
+
+        verify_transfer(model)
+    model = model.eval()
+    if format == "python":
+        result = _export_python(spec, model, out, guarded, with_weights=write_weights, check=check, force=force)
+    else:
+        program = export_program(model, spec)
+        if format == "onnx":
+            save_onnx(program, out, guarded, force=force)
+        else:
+            write_bytes(out, _pt2_bytes(program), force=force, protect=guarded)
+        result = ExportResult(out, format, [out, *_onnx_data_files(out)])
+        if check:
+            x = example_input(spec, batch=EXAMPLE_BATCH + 1, seed=1).to(_device_of(model))
+            got = run_onnx(out, x) if format == "onnx" else run_pt2(out, x)
+            with torch.no_grad():
+                result.max_abs_diff = (got.to(x.device) - model(x)).abs().max().item()
+    result.transfer = report
+    return result
+
+
+def check_targets(format: str, out: Path, write_weights: bool, protect: Iterable[str | Path],
+                  force: bool = False) -> list[Path]:
+    """The files an export writes (the output, and OUTPUT.pth for python with weights); an OutputError
+    if one of them is a file in `protect` (the spec, the weights being read), is no regular file, or
+    exists (without `force`)."""
+    targets = [out] + ([out.with_suffix(".pth")] if format == "python" and write_weights else [])
+    protect = list(protect)
+    for target in targets:
+        check_output(target, force=force, protect=protect)
+    return targets
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    import torch
+
+    return next(iter(model.parameters()), torch.empty(0)).device
+
+
+def example_input(spec: Spec, batch: int = EXAMPLE_BATCH, seed: int = 0) -> torch.Tensor:
+    import torch
+
+    return torch.randn(batch, *spec.input.shape, generator=torch.Generator().manual_seed(seed))
+
+
+# -- torch.export and ONNX ---------------------------------------------------------------------------
+
+def export_program(model: nn.Module, spec: Spec) -> torch.export.ExportedProgram:
+    """The eval-mode network as a `torch.export` program with a dynamic batch dimension."""
+    import torch
+
+    model.eval()
+    x = example_input(spec).to(_device_of(model))
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    try:
+        with torch.no_grad():
+            return torch.export.export(model, (x,), dynamic_shapes=({0: batch},))
+    except Exception as exc:  # torch.export's errors run to pages; the first line says what failed
+        raise ExportError(f"torch.export failed: {one_line(exc)}") from exc
+
+
+def _pt2_bytes(program: torch.export.ExportedProgram) -> bytes:
+    """The .pt2 file's bytes, serialised in memory: torch.export.save aborts the process (SIGABRT, from
+    C++) when a write to a file fails, a full disk for one; the bytes are then written by write_atomic."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer)
+    return buffer.getvalue()
+
+
+def run_pt2(path: str | Path, x: torch.Tensor) -> torch.Tensor:
+    import torch
+
+    with torch.no_grad():
+        return torch.export.load(str(path)).module()(x)
+
+
+def onnx_program(program: torch.export.ExportedProgram) -> Any:
+    import torch
+
+    try:
+        import onnxscript  # noqa: F401  (torch.onnx's exporter needs it)
+    except ImportError as exc:
+        raise ExportError("ONNX export needs onnx and onnxscript: pip install 'archspec[export]'") from exc
+    args = tuple(program.example_inputs[0])
+    try:
+        return torch.onnx.export(program, args, dynamo=True, input_names=["input"], output_names=["logits"],
+                                 verbose=False)
+    except Exception as exc:
+        raise ExportError(f"ONNX conversion failed: {one_line(exc)}") from exc
+
+
+def save_onnx(program: torch.export.ExportedProgram, path: Path, inputs: Iterable[Path] = (),
+              force: bool = False) -> None:
+    """One self-contained .onnx file, written atomically; a network whose weights pass ONNX's 2 GB
+    limit gets PATH.data beside it (published first, then the .onnx)."""
+    converted = onnx_program(program)
+    size = sum(t.numel() * t.element_size() for t in program.state_dict.values())
+    inputs = list(inputs)
+    if size < ONNX_SINGLE_FILE_LIMIT:
+        write_atomic(path, lambda tmp: converted.save(str(tmp), external_data=False), force=force, protect=inputs)
+        Path(f"{path}.data").unlink(missing_ok=True)  # left by an earlier, larger export
+        return
+    data = Path(f"{path}.data")
+    for target in (path, data):
+        check_output(target, force=force, protect=inputs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Staged under the final names (the .onnx names its data file), then each moved into write_atomic's
+    # temporary file and published by it.
+    with cleanup_on_signals(), tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as tmp:
+        staged = Path(tmp) / path.name
+        converted.save(str(staged), external_data=True)
+        for source, target in ((Path(f"{staged}.data"), data), (staged, path)):
+            if source.exists():
+                write_atomic(target, lambda t, source=source: os.replace(source, t), force=force, protect=inputs)
+
+
+def _onnx_data_files(path: Path) -> list[Path]:
+    data = Path(f"{path}.data")
+    return [data] if path.suffix == ".onnx" and data.exists() else []
+
+
+def run_onnx(path: str | Path, x: torch.Tensor) -> torch.Tensor:
+    """Run an exported .onnx file in onnxruntime (CPU)."""
+    import torch
+
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise ExportError("checking the ONNX file needs onnxruntime: pip install 'archspec[export]'") from exc
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return torch.from_numpy(session.run(None, {name: x.detach().cpu().numpy()})[0])
+
+
+# -- standalone PyTorch source -----------------------------------------------------------------------
+
+def _export_python(spec: Spec, model: nn.Module, out: Path, inputs: list[Path], with_weights: bool,
+                   check: bool, force: bool) -> ExportResult:
+    weights_path = out.with_suffix(".pth") if with_weights else None
+    weights_name = weights_path.name if weights_path else None
+    source = python_source(spec, weights=weights_name)
+    check_text_is_data(source, spec, weights_name)  # before anything is written, or run by the check
+    files = [out]
+    if weights_path is not None:
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        save_torch(weights_path, state, force=force, protect=inputs)
+        files.append(weights_path)
+    write_bytes(out, source.encode("utf-8"), force=force, protect=inputs)
+    result = ExportResult(out, "python", files)
+    if check:
+        result.max_abs_diff = _compare_python_source(source, spec, model)
+    return result
+
+
+def load_python_source(source: str, name: str = "archspec_generated") -> dict[str, Any]:
+    """Execute generated source in a fresh namespace (what importing the file would give)."""
+    namespace: dict[str, Any] = {"__name__": name}
+    exec(compile(source, f"<{name}>", "exec"), namespace)
+    return namespace
+
+
+def check_python_source(source: str, spec: Spec, model: nn.Module, weights: str | None = None) -> float:
+    """Build the network of `source` (python_source's, for `spec` and `weights`), load `model`'s
+    state_dict strictly, compare eval outputs; after check_text_is_data, as it runs the source."""
+    check_text_is_data(source, spec, weights)
+    return _compare_python_source(source, spec, model)
+
+
+def _compare_python_source(source: str, spec: Spec, model: nn.Module) -> float:
+    import torch
+
+    namespace = load_python_source(source)
+    device = _device_of(model)
+    generated = namespace["build"]().to(device).eval()
+    generated.load_state_dict(model.state_dict(), strict=True)
+    x = example_input(spec, seed=2).to(device)
+    with torch.no_grad():
+        return (generated(x) - model.eval()(x)).abs().max().item()
+
+
+__all__ = ["ExportError", "ExportResult", "FORMATS", "check_python_source", "check_targets", "check_text_is_data",
+           "default_output", "example_input", "export", "export_program", "load_python_source", "python_source",
+           "run_onnx", "run_pt2", "save_onnx"]

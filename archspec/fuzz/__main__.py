@@ -1,4 +1,0 @@
-"""`python -m archspec.fuzz SPEC... [--cases N] [--jobs J]`"""
-from . import main
-
-raise SystemExit(main())

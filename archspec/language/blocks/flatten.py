@@ -1,0 +1,27 @@
+"""flatten: (C, H, W) -> (C*H*W,), before the linear layers."""
+from __future__ import annotations
+
+from math import prod
+from typing import TYPE_CHECKING, Literal
+
+from .base import Block, Node, Shape
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ...ir.memory import MemoryReplay, Tensor
+
+
+class Flatten(Block):
+    type: Literal["flatten"]
+
+    def infer(self, x: Shape, path: str) -> tuple[Shape, int, int]:
+        return (prod(x),), 0, 0
+
+    def replay(self, run: "MemoryReplay", node: Node, x: "Tensor") -> "Tensor":
+        return run.ref(x)  # a view
+
+    def build(self, node) -> "nn.Module":
+        from torch import nn
+
+        return nn.Flatten(1)

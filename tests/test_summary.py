@@ -181,6 +181,7 @@ layers:
   - {name: bn, type: batchnorm}
   - silu
   - hardswish
+  - mish
   - relu6
   - hardsigmoid
   - gelu

@@ -1,9 +1,9 @@
 """The standalone PyTorch file (`export --format python`), generated from the analysis tree: each block type
 that is a module of its own (a macro block such as `bottleneck`, a `residual`, an `inception`) becomes an
 `nn.Module` class named after it, whose constructor takes the hyper-parameters that differ between its
-instances (channels, stride, ...); the rest stay literals. Leaf layers are read off the compiled module (on
-`meta`), so the file builds the module tree `archspec.build` does: the same state_dict keys and shapes, the
-same outputs. It imports only torch (and the standard library). The spec's text is data only in it (`_lit`,
+instances (channels, stride, ...); the rest stay literals. Each leaf op writes its own constructor call
+(`Block.source`, in the op's file), the module its `build` makes, so the file builds the module tree
+`archspec.build` does: the same state_dict keys and shapes, the same outputs. It imports only torch (and the standard library). The spec's text is data only in it (`_lit`,
 `_doc_text`), and `check_text_is_data` proves that for each file.
 """
 from __future__ import annotations
@@ -12,11 +12,11 @@ import ast
 from collections import Counter, OrderedDict
 from typing import Any
 
+from ..ir.activations import activation_expr
+from ..ir.expr import IDENTITY, REQUIRED, Call, Constructor, Lit, Prelude, Ref, Seq
 from ..language.blocks.base import MacroBlock, Node, fmt_shape
-from .pycode import (PRELUDE_ACTIVATIONS, PRELUDE_CONV, PRELUDE_DROP_PATH, PRELUDE_NAMES, PRELUDE_SE, REQUIRED,
-                     SIGNATURES, Body, Call, ClassDef, ExportError, Hole, Lit, Name, Seq, _call, _camel,
-                     _checked_identifier, _doc_text, _holes, _identifier, _lit, _map_body, _skeleton, _typed,
-                     module_expr)
+from .pycode import (DROP_PATH, FILE_NAMES, Body, ClassDef, ExportError, Hole, _camel, _checked_identifier, _doc_text,
+                     _holes, _identifier, _lit, _map_body, _skeleton, _typed)
 from ..language.spec import Spec
 
 CLASS_NAMES = {"mbconv": "MBConv", "inception_v1": "InceptionV1", "basic": "BasicBlock", "se": "SE"}
@@ -53,7 +53,8 @@ def _code_shape(source: str) -> str:
     return ast.dump(tree)
 
 
-def _name_params(plist: list[dict[str, Any]], in_ch: tuple[int, ...], out_ch: tuple[int, ...]) -> None:
+def _name_params(plist: list[dict[str, Any]], in_ch: tuple[int, ...], out_ch: tuple[int, ...],
+                 reserved: set[str]) -> None:
     """Name a class's constructor parameters: the block's input and output channels, then the hole's
     argument where that is unique, else its path; each a distinct identifier."""
     for p in plist:
@@ -80,7 +81,7 @@ def _name_params(plist: list[dict[str, Any]], in_ch: tuple[int, ...], out_ch: tu
     for p in plist:
         name = p["name"] if _identifier(p["name"]) and p["name"][0].isalpha() else f"p_{p['name']}"
         base, n = name, 2
-        while name in taken or name in PRELUDE_NAMES or name in ("self", "x", "out", "shortcut", "super"):
+        while name in taken or name in reserved or name in ("self", "x", "out", "shortcut", "super"):
             name, n = f"{base}{n}", n + 1
         taken.add(name)
         p["name"] = _checked_identifier(name)
@@ -88,15 +89,34 @@ def _name_params(plist: list[dict[str, Any]], in_ch: tuple[int, ...], out_ch: tu
 
 class _SourceWriter:
     def __init__(self, spec: Spec, weights: str | None) -> None:
-        from ..backend.compiler import compile
-
         self.spec = spec
         self.weights = weights
         self.root = spec.analyse()
-        self.model = compile(spec, device="meta")
         self.resolved: dict[int, Call] = {}
         self.classes: list[ClassDef] = []
-        self.used: set[str] = set()
+        self.preludes: dict[Prelude, None] = {}  # what the file defines before its classes, in order
+
+    def need(self, prelude: Prelude) -> None:
+        for first in prelude.needs:
+            self.need(first)
+        self.preludes.setdefault(prelude)
+
+    def leaf(self, node: Node) -> Any:
+        """The op's own source (its `build`'s module), with the preludes its constructors need."""
+        expr = node.block.source(node)
+        stack = [expr]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, Call):
+                if isinstance(item.fn, Constructor) and item.fn.prelude is not None:
+                    self.need(item.fn.prelude)
+                stack += [value for _, value in item.args]
+            elif isinstance(item, Seq):
+                stack += [value for _, value in item.items]
+        return expr
+
+    def reserved(self) -> set[str]:
+        return FILE_NAMES | set(DROP_PATH.defines) | {name for p in self.preludes for name in p.defines}
 
     # -- from the analysis tree to expressions ---------------------------------------------------
     @staticmethod
@@ -109,18 +129,19 @@ class _SourceWriter:
         if node.form == "leaf" or not node.children:
             if node.form != "leaf" and not node.children:
                 return Seq(())
-            return module_expr(self.model.get_submodule(node.path), node.path or node.name)
+            return self.leaf(node)
         if node.form != "chain":
             raise ExportError(f"{node.path}: cannot write a '{node.form}' node as Python source")
         return Seq(tuple((c.name, self.expr(c)) for c in node.children))
 
     def body(self, node: Node) -> Body:
         if node.form == "residual":
-            module = self.model.get_submodule(node.path)
+            residual = node.block.expand_node(node) if isinstance(node.block, MacroBlock) else node.block
             layers, shortcut = node.residual_parts()
             body = tuple((c.name, self.expr(c)) for c in layers)
-            return Body("residual", body, self.expr(shortcut) if shortcut else _call("nn.Identity"), module_expr(module.act, f"{node.path}.act"),
-                        Lit(float(module.drop_rate)))
+            return Body("residual", body, self.expr(shortcut) if shortcut else IDENTITY(),
+                        activation_expr(residual.activation, inplace=True) or IDENTITY(),
+                        Lit(float(residual.drop_path)))
         return Body(node.form if node.form == "concat" else "chain", tuple((c.name, self.expr(c)) for c in node.children))
 
     # -- classes ---------------------------------------------------------------------------------
@@ -176,7 +197,7 @@ class _SourceWriter:
                 params[key]["holes"].append(hole)
             hole_param.append(params[key])
         plist = list(params.values())
-        _name_params(plist, in_ch, out_ch)
+        _name_params(plist, in_ch, out_ch, self.reserved())
         # Defaults: channels are required; any other argument defaults to its most common value.
         for p in plist:
             default = REQUIRED
@@ -191,17 +212,17 @@ class _SourceWriter:
 
         def substitute(hole: Hole, lit: Lit) -> Any:
             param = hole_param[next(counter)]
-            return lit if param is None else Name(param["name"])
+            return lit if param is None else Ref(param["name"])
 
         body = _map_body(first, substitute, shortcut=not module_shortcut)
         if module_shortcut:
-            identity = _call("nn.Identity")
+            identity = IDENTITY()
             values = tuple(None if b.shortcut == identity else b.shortcut for b in bodies)
             default = None if None in values else REQUIRED
             entry = ("shortcut", "module", default)
             signature = [*signature[:len(required)], entry, *signature[len(required):]] if default is REQUIRED \
                 else [*signature, entry]
-            body = Body(body.form, body.items, Name("shortcut"), body.act, body.drop)
+            body = Body(body.form, body.items, Ref("shortcut"), body.act, body.drop)
         cls = ClassDef(nodes[0].type, first.form, nodes, body, signature, module_shortcut)
         by_name = {p["name"]: p for p in plist}
         for i, node in enumerate(nodes):
@@ -209,7 +230,7 @@ class _SourceWriter:
             for name, kind, _ in signature:
                 if kind == "module":
                     value = bodies[i].shortcut
-                    args.append((name, Lit(None) if value == _call("nn.Identity") else value))
+                    args.append((name, Lit(None) if value == IDENTITY() else value))
                 else:
                     value = by_name[name]["values"][i]
                     args.append((name, value if isinstance(value, (Call, Seq)) else Lit(value)))
@@ -220,7 +241,9 @@ class _SourceWriter:
         by_type: dict[str, list[ClassDef]] = OrderedDict()
         for cls in sorted(self.classes, key=lambda c: c.order):
             by_type.setdefault(cls.type, []).append(cls)
-        taken = set(PRELUDE_NAMES)
+        for node in self.root.children:  # the network's own leaves: their preludes' names are taken too
+            self.expr(node)
+        taken = self.reserved()
         for type_name, classes in by_type.items():
             base = CLASS_NAMES.get(type_name, _camel(type_name))
             for i, cls in enumerate(classes):
@@ -241,18 +264,16 @@ class _SourceWriter:
         lead = indent if lead is None else lead
         if isinstance(expr, Lit):
             return _lit(expr.value)
-        if isinstance(expr, Name):
+        if isinstance(expr, Ref):
             return expr.id
         if isinstance(expr, Seq):
             return self.fmt_seq(expr, indent, "nn.Sequential(", lead)
         if isinstance(expr, Call):
-            name = expr.fn.name if isinstance(expr.fn, ClassDef) else expr.fn
-            if name in ("ConvNormAct", "SqueezeExcite"):
-                self.used.add(name)
+            name = expr.fn.name
             if isinstance(expr.fn, ClassDef):
                 signature = [(p, d) for p, _, d in expr.fn.params]
             else:
-                signature = SIGNATURES[expr.fn]
+                signature = list(expr.fn.params)
             defaults = dict(signature)
             parts = []
             for arg, value in expr.args:
@@ -347,7 +368,7 @@ class _SourceWriter:
                 lines.append("        ], 1)")
             return lines
         # residual: act(drop_path(body(x)) + shortcut(x))
-        identity = _call("nn.Identity")
+        identity = IDENTITY()
         has_shortcut = cls.module_shortcut or body.shortcut != identity
         if cls.module_shortcut:
             default = dict((p, d) for p, _, d in cls.params)["shortcut"]
@@ -368,7 +389,7 @@ class _SourceWriter:
             lines.append(f"        out = {self.attr(name)}({current})")
             current = "out"
         if has_drop:
-            self.used.add("drop_path")
+            self.need(DROP_PATH)
             current = f"drop_path({current}, self.{drop_attr}, self.training)"
         total = f"{current} + " + ("self.shortcut(x)" if has_shortcut else "x")
         lines.append(f"        return self.act({total})" if has_act else f"        return {total}")
@@ -410,16 +431,7 @@ class _SourceWriter:
         return _checked_identifier(f"aux_{head.name}")  # head names are identifiers (the spec's Name pattern)
 
     def prelude(self) -> list[str]:
-        lines: list[str] = []
-        if self.used & {"ConvNormAct", "SqueezeExcite"}:
-            lines += PRELUDE_ACTIVATIONS.splitlines() + ["", ""]
-        if "ConvNormAct" in self.used:
-            lines += PRELUDE_CONV.splitlines() + ["", ""]
-        if "SqueezeExcite" in self.used:
-            lines += PRELUDE_SE.splitlines() + ["", ""]
-        if "drop_path" in self.used:
-            lines += PRELUDE_DROP_PATH.splitlines() + ["", ""]
-        return lines
+        return [line for prelude in self.preludes for line in [*prelude.source.splitlines(), "", ""]]
 
     def write(self) -> str:
         from .. import __version__ as version

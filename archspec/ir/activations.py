@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from .expr import Call, Constructor, Prelude
+
 
 @dataclass(frozen=True)
 class ActivationOp:
@@ -39,7 +41,7 @@ def inplace_names() -> tuple[str, ...]:
     return tuple(name for name, op in ACTIVATIONS.items() if op.inplace)
 
 
-def python_source() -> str:
+def _python_source() -> str:
     """The table and its builder, as the Python export writes them into a standalone file."""
     entries = [f'"{name}": nn.{op.module}' for name, op in ACTIVATIONS.items()]
     lines, line = [], "ACTIVATIONS = {"
@@ -61,3 +63,15 @@ def activation(name, inplace=False):
     if inplace and name in {inplace_names()!r}:
         return ACTIVATIONS[name](inplace=True)
     return ACTIVATIONS[name]()'''
+
+
+ACTIVATION_FUNCTION = Prelude(_python_source(), ("ACTIVATIONS", "activation"))
+
+
+def activation_expr(name: str, inplace: bool = False) -> Call | None:
+    """The Python source of the module `nn.py`'s `activation(name, inplace)` builds (None for 'none')."""
+    if name == "none":
+        return None
+    op = ACTIVATIONS[name]
+    constructor = Constructor(f"nn.{op.module}", (("inplace", False),) if op.inplace else ())
+    return constructor(inplace=inplace) if op.inplace else constructor()

@@ -4,7 +4,8 @@ from __future__ import annotations
 from math import prod
 from typing import TYPE_CHECKING
 
-from ...ir.activations import ActivationName
+from ...ir.activations import ActivationName, activation_expr
+from ...ir.expr import Expr
 from .base import Block, Node, Shape
 
 if TYPE_CHECKING:
@@ -21,6 +22,9 @@ class ActivationLayer(Block):
 
     def replay(self, run: "MemoryReplay", node: Node, x: "Tensor") -> "Tensor":
         return run.activation(self.type, run.ref(x), prod(node.out_shape), inplace=False)
+
+    def source(self, node: Node) -> Expr:
+        return activation_expr(self.type)
 
     def build(self, node) -> "nn.Module":
         from ...backend.nn import activation

@@ -20,6 +20,7 @@ from ..source import LocDict
 if TYPE_CHECKING:
     from torch import nn
 
+    from ...ir.expr import Expr
     from ...ir.memory import MemoryReplay, Tensor
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", max_length=64)]
@@ -89,6 +90,10 @@ class Block(SpecModel):
 
     def build(self, node: Node) -> "nn.Module":
         raise NotImplementedError(f"{type(self).__name__} has no torch builder")
+
+    def source(self, node: Node) -> "Expr":
+        """The Python source of the module `build` makes (`archspec/ir/expr.py`): the Python export's form."""
+        raise NotImplementedError(f"{type(self).__name__} has no Python-source form")
 
     def hyper(self) -> str:
         """Key hyper-parameters, one short line, for summaries and diagrams."""

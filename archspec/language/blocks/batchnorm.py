@@ -4,12 +4,17 @@ from __future__ import annotations
 from math import prod
 from typing import TYPE_CHECKING, Literal
 
+from ...ir.expr import REQUIRED, Constructor, Expr
 from .base import Block, BnEps, BnMomentum, Node, Shape
 
 if TYPE_CHECKING:
     from torch import nn
 
     from ...ir.memory import MemoryReplay, Tensor
+
+
+BATCH_NORM = {dims: Constructor(f"nn.BatchNorm{dims}d", (("num_features", REQUIRED), ("eps", 1e-5), ("momentum", 0.1)),
+                              frozenset({"num_features"})) for dims in (1, 2)}
 
 
 class BatchNorm(Block):
@@ -29,6 +34,10 @@ class BatchNorm(Block):
 
     def buffers(self, node: Node) -> tuple[int, int]:
         return 2 * node.in_shape[0], 1
+
+    def source(self, node: Node) -> Expr:
+        return BATCH_NORM[2 if len(node.in_shape) == 3 else 1](num_features=node.in_shape[0], eps=self.eps,
+                                                               momentum=self.momentum)
 
     def build(self, node) -> "nn.Module":
         from torch import nn

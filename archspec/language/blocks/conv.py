@@ -7,7 +7,8 @@ from __future__ import annotations
 from math import prod
 from typing import TYPE_CHECKING, Literal
 
-from ...ir.activations import Activation
+from ...ir.activations import ACTIVATION_FUNCTION, Activation
+from ...ir.expr import REQUIRED, Constructor, Expr, Prelude, square
 from ..scaling import MAX_CHANNELS, Channels
 from .base import (Block, BnEps, BnMomentum, InitStd, Node, NonNegPair, Norm, Pair, PosInt, Shape, pair,
                    window_out)
@@ -16,6 +17,26 @@ if TYPE_CHECKING:
     from torch import nn
 
     from ...ir.memory import MemoryReplay, Tensor
+
+
+CONV_NORM_ACT = Constructor(
+    "ConvNormAct", (("in_channels", REQUIRED), ("out_channels", REQUIRED), ("kernel_size", REQUIRED), ("stride", 1),
+                    ("padding", 0), ("dilation", 1), ("groups", 1), ("bias", None), ("norm", True), ("eps", 1e-5),
+                    ("momentum", 0.1), ("act", None)),
+    frozenset({"in_channels", "out_channels"}), Prelude('''\
+class ConvNormAct(nn.Sequential):
+    """conv -> batch norm (if norm) -> activation (if act), as the children conv, norm, act.
+    The conv has a bias when there is no norm, unless `bias` says otherwise."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
+                 bias=None, norm=True, eps=1e-5, momentum=0.1, act=None):
+        layers = OrderedDict(conv=nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation,
+                                            groups, bias=not norm if bias is None else bias))
+        if norm:
+            layers["norm"] = nn.BatchNorm2d(out_channels, eps, momentum)
+        if act is not None:
+            layers["act"] = activation(act, inplace=True)
+        super().__init__(layers)''', ("ConvNormAct",), (ACTIVATION_FUNCTION,)))
 
 
 class Conv(Block):
@@ -106,14 +127,25 @@ class Conv(Block):
     def buffers(self, node: Node) -> tuple[int, int]:
         return (2 * node.out_shape[0], 1) if self.norm == "batch" else (0, 0)
 
+    def torch_padding(self) -> tuple[int, int] | str:
+        return "same" if self.padding == "same" else self.padding_pair()
+
+    def source(self, node: Node) -> Expr:
+        norm = self.norm == "batch"
+        return CONV_NORM_ACT(in_channels=node.in_shape[0], out_channels=node.out_shape[0],
+                             kernel_size=square(pair(self.kernel)), stride=square(pair(self.stride)),
+                             padding=square(self.torch_padding()), dilation=square(pair(self.dilation)),
+                             groups=self.groups, bias=None if self.has_bias() == (not norm) else self.has_bias(),
+                             norm=norm, eps=self.bn_eps if norm else 1e-5, momentum=self.bn_momentum if norm else 0.1,
+                             act=None if self.activation == "none" else self.activation)
+
     def build(self, node) -> "nn.Module":
         from torch import nn
 
         from ...backend.nn import activation, sequential
 
         out = node.out_shape[0]
-        conv = nn.Conv2d(node.in_shape[0], out, pair(self.kernel), pair(self.stride),
-                         "same" if self.padding == "same" else self.padding_pair(),
+        conv = nn.Conv2d(node.in_shape[0], out, pair(self.kernel), pair(self.stride), self.torch_padding(),
                          pair(self.dilation), self.groups, self.has_bias())
         if self.init_std is not None:
             conv.init_std = self.init_std

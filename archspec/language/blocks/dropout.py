@@ -6,12 +6,16 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
+from ...ir.expr import Constructor, Expr
 from .base import Block, Node, Shape
 
 if TYPE_CHECKING:
     from torch import nn
 
     from ...ir.memory import MemoryReplay, Tensor
+
+
+DROPOUT = Constructor("nn.Dropout", (("p", 0.5),))
 
 
 class Dropout(Block):
@@ -33,6 +37,9 @@ class Dropout(Block):
         run.keep(noise)
         run.drop(noise)
         return y
+
+    def source(self, node: Node) -> Expr:
+        return DROPOUT(p=self.p)
 
     def build(self, node) -> "nn.Module":
         from torch import nn

@@ -4,6 +4,7 @@ from __future__ import annotations
 from math import prod
 from typing import TYPE_CHECKING, Literal
 
+from ...ir.expr import FLATTEN, Expr
 from .base import Block, Node, Shape
 
 if TYPE_CHECKING:
@@ -20,6 +21,9 @@ class Flatten(Block):
 
     def replay(self, run: "MemoryReplay", node: Node, x: "Tensor") -> "Tensor":
         return run.ref(x)  # a view
+
+    def source(self, node: Node) -> Expr:
+        return FLATTEN(start_dim=1, end_dim=-1)
 
     def build(self, node) -> "nn.Module":
         from torch import nn

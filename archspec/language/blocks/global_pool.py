@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
+from ...ir.expr import FLATTEN, Expr, Seq
+from .adaptive_pool import ADAPTIVE_POOL
 from .base import Block, Node, Shape
 
 if TYPE_CHECKING:
@@ -27,6 +29,10 @@ class GlobalPool(Block):
     def replay(self, run: "MemoryReplay", node: Node, x: "Tensor") -> "Tensor":
         # a mean (or max) to 1x1; the flatten after it is a view
         return run.pool(x, (node.in_shape[0], 1, 1), self.op, reads_input=False)
+
+    def source(self, node: Node) -> Expr:
+        pool = ADAPTIVE_POOL[self.op](output_size=1)
+        return Seq((("0", pool), ("1", FLATTEN(start_dim=1, end_dim=-1)))) if self.flatten else pool
 
     def build(self, node) -> "nn.Module":
         from torch import nn

@@ -3,10 +3,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from .base import Block, InitStd, PosInt, Shape, fmt_shape
+from ...ir.expr import REQUIRED, Constructor, Expr
+from .base import Block, InitStd, Node, PosInt, Shape, fmt_shape
 
 if TYPE_CHECKING:
     from torch import nn
+
+
+LINEAR = Constructor("nn.Linear", (("in_features", REQUIRED), ("out_features", REQUIRED), ("bias", True)),
+                     frozenset({"in_features", "out_features"}))
 
 
 class Linear(Block):
@@ -28,6 +33,9 @@ class Linear(Block):
 
     def extra_scaled_fields(self) -> dict[str, str]:
         return {"out": "width"} if self.scales_with_width else {}
+
+    def source(self, node: Node) -> Expr:
+        return LINEAR(in_features=node.in_shape[0], out_features=self.out, bias=self.bias)
 
     def build(self, node) -> "nn.Module":
         from torch import nn

@@ -10,12 +10,16 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
+from ...ir.expr import REQUIRED, Constructor, Expr
 from .base import Block, Node, PosInt, Shape
 
 if TYPE_CHECKING:
     from torch import nn
 
     from ...ir.memory import MemoryReplay, Tensor
+
+
+LOCAL_RESPONSE_NORM = Constructor("nn.LocalResponseNorm", (("size", REQUIRED), ("alpha", 1e-4), ("beta", 0.75), ("k", 1.0)))
 
 
 class LRN(Block):
@@ -55,6 +59,9 @@ class LRN(Block):
         run.keep(x, div)
         run.drop(div)
         return y
+
+    def source(self, node: Node) -> Expr:
+        return LOCAL_RESPONSE_NORM(size=self.size, alpha=self.alpha, beta=self.beta, k=self.k)
 
     def build(self, node) -> "nn.Module":
         from torch import nn

@@ -3,12 +3,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
+from ...ir.expr import REQUIRED, Constructor, Expr, square
 from .base import Block, Node, NonNegPair, Pair, Shape, pair, window_out
 
 if TYPE_CHECKING:
     from torch import nn
 
     from ...ir.memory import MemoryReplay, Tensor
+
+
+MAX_POOL = Constructor("nn.MaxPool2d", (("kernel_size", REQUIRED), ("stride", None), ("padding", 0), ("dilation", 1),
+                                        ("ceil_mode", False)))
+AVG_POOL = Constructor("nn.AvgPool2d", (("kernel_size", REQUIRED), ("stride", None), ("padding", 0), ("ceil_mode", False),
+                                        ("count_include_pad", True)))
 
 
 class Pool(Block):
@@ -38,6 +45,14 @@ class Pool(Block):
 
     def replay(self, run: "MemoryReplay", node: Node, x: "Tensor") -> "Tensor":
         return run.pool(x, node.out_shape, self.op, reads_input=True)
+
+    def source(self, node: Node) -> Expr:
+        k, s, p = square(pair(self.kernel)), square(pair(self.stride or self.kernel)), square(pair(self.padding))
+        stride = None if s == k else s
+        if self.op == "max":
+            return MAX_POOL(kernel_size=k, stride=stride, padding=p, dilation=1, ceil_mode=self.ceil_mode)
+        return AVG_POOL(kernel_size=k, stride=stride, padding=p, ceil_mode=self.ceil_mode,
+                        count_include_pad=self.count_include_pad)
 
     def build(self, node) -> "nn.Module":
         from torch import nn

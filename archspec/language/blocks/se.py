@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
-from ...ir.activations import Activation
+from ...ir.activations import ACTIVATION_FUNCTION, Activation
+from ...ir.expr import REQUIRED, Constructor, Expr, Prelude
 from ..scaling import Channels, make_divisible
 from .base import Block, Node, Shape
 
@@ -20,6 +21,25 @@ if TYPE_CHECKING:
     from torch import nn
 
     from ...ir.memory import MemoryReplay, Tensor
+
+
+SQUEEZE_EXCITE = Constructor(
+    "SqueezeExcite", (("channels", REQUIRED), ("squeeze", REQUIRED), ("act", "relu"), ("gate", "sigmoid")),
+    frozenset({"channels", "squeeze"}), Prelude('''\
+class SqueezeExcite(nn.Module):
+    """Squeeze-and-excitation: x * gate(fc2(act(fc1(avgpool(x))))), with 1x1 convs."""
+
+    def __init__(self, channels, squeeze, act="relu", gate="sigmoid"):
+        super().__init__()
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc1 = nn.Conv2d(channels, squeeze, 1)
+        self.act = activation(act, inplace=True) or nn.Identity()
+        self.fc2 = nn.Conv2d(squeeze, channels, 1)
+        self.gate = activation(gate) or nn.Identity()
+
+    def forward(self, x):
+        return x * self.gate(self.fc2(self.act(self.fc1(self.avgpool(x)))))''', ("SqueezeExcite",),
+                                             (ACTIVATION_FUNCTION,)))
 
 
 class SE(Block):
@@ -69,6 +89,12 @@ class SE(Block):
 
     def fresh_output(self, node: Node) -> bool:
         return True
+
+    def source(self, node: Node) -> Expr:
+        c = node.in_shape[0]
+        return SQUEEZE_EXCITE(channels=c, squeeze=self.squeeze_width(c),
+                              act=None if self.activation == "none" else self.activation,
+                              gate=None if self.gate == "none" else self.gate)
 
     def build(self, node) -> "nn.Module":
         from ...backend.nn import SqueezeExcite

@@ -142,12 +142,15 @@ class Draw:
         """One block valid at `shape`. `regular`: keep out = (in - 1) // stride + 1 in H and W;
         `repeat_safe`: also valid when fed its own output again (no grouped plain convs)."""
         if len(shape) == 1:
-            kinds = ["linear", "dropout", "activation", "batchnorm", "flatten"]
+            kinds = ["linear", "dropout", "activation", "batchnorm", "flatten", "group_norm", "layer_norm", "layer_scale"]
             if depth < MAX_DEPTH:
                 kinds += ["sequence", "stage", "residual"]
         else:
             kinds = ["conv", "conv", "pool", "lrn", "dropout", "activation", "batchnorm", "se", "basic", "bottleneck",
-                     "inception_v1", "depthwise", "mbconv"]
+                     "inception_v1", "depthwise", "mbconv", "group_norm", "layer_norm", "layer_scale", "channel_shuffle",
+                     "linear"]
+            if not repeat_safe:  # it changes the channels
+                kinds += ["channel_split"]
             if not regular:
                 kinds += ["adaptive_pool", "global_pool", "flatten"]
             if depth < MAX_DEPTH:
@@ -237,9 +240,31 @@ class Draw:
     def b_batchnorm(self, x: Shape, *_: Any) -> tuple[dict, Shape]:
         return self.options({"type": "batchnorm"}, eps=lambda: self.pick([1e-5, 1e-3]), momentum=lambda: 0.1), x
 
-    def b_linear(self, x: Shape, *_: Any) -> tuple[dict, Shape]:
+    def b_linear(self, x: Shape, depth: int = 0, regular: bool = False, repeat_safe: bool = False) -> tuple[dict, Shape]:
+        if len(x) == 3:  # over the channels at every position
+            out = x[0] if repeat_safe else self.int(1, 16)
+            return self.options({"type": "linear", "out": out, "over": "channels"}, bias=self.flag), (out, *x[1:])
         out = self.int(1, 16)
         return self.options({"type": "linear", "out": out}, bias=self.flag, init_std=lambda: 0.01), (out,)
+
+    def divisor_of(self, channels: int) -> int:
+        return self.pick([g for g in (1, 2, 3, 4) if channels % g == 0])
+
+    def b_group_norm(self, x: Shape, *_: Any) -> tuple[dict, Shape]:
+        return self.options({"type": "group_norm", "groups": self.divisor_of(x[0])}, eps=lambda: 1e-3), x
+
+    def b_layer_norm(self, x: Shape, *_: Any) -> tuple[dict, Shape]:
+        return self.options({"type": "layer_norm"}, eps=lambda: self.pick([1e-6, 1e-3])), x
+
+    def b_layer_scale(self, x: Shape, *_: Any) -> tuple[dict, Shape]:
+        return self.options({"type": "layer_scale"}, init=lambda: self.pick([1e-6, 0.5, -2.0])), x
+
+    def b_channel_shuffle(self, x: Shape, *_: Any) -> tuple[dict, Shape]:
+        return {"type": "channel_shuffle", "groups": self.divisor_of(x[0])}, x
+
+    def b_channel_split(self, x: Shape, *_: Any) -> tuple[dict, Shape]:
+        parts = self.divisor_of(x[0])
+        return {"type": "channel_split", "parts": parts, "take": self.int(0, parts - 1)}, (x[0] // parts, *x[1:])
 
     def se(self) -> dict[str, Any]:
         block: dict[str, Any] = {}

@@ -191,6 +191,11 @@ layers:
   - {name: res, type: residual, activation: silu, body: [{type: conv, out: 16, kernel: 3, stride: 2, norm: batch, activation: relu6}], shortcut: [{type: pool, op: avg, kernel: 2}, {type: conv, out: 16, kernel: 1}]}
   - {name: res2, type: residual, activation: hardswish, body: [{type: conv, out: 16, kernel: 3}], drop_path: 0.2}
   - {name: stage, type: stage, repeat: 2, block: {type: sequence, layers: [{type: conv, out: 16, kernel: 3, activation: silu}, {type: conv, out: 16, kernel: 3, activation: hardsigmoid, norm: batch}]}}
+  - {name: gn, type: group_norm, groups: 4}
+  - {name: ln, type: layer_norm}
+  - {name: res3, type: residual, body: [{type: linear, over: channels, out: 32}, gelu, {type: linear, over: channels, out: 16}, {type: layer_scale, init: 0.5}]}
+  - {name: shuf, type: channel_shuffle, groups: 4}
+  - {name: split, type: inception, branches: {a: [{type: channel_split, take: 0}], b: [{type: channel_split, take: 1}, {type: conv, out: 8, kernel: 1}]}}
   - {name: inc, type: inception, branches: {a: [], b: [{type: conv, out: 8, kernel: 3}], c: [{type: pool, op: max, kernel: 3, stride: 1, padding: 1}]}}
   - {name: se, type: se, ratio: 0.25, gate: hardsigmoid, activation: relu}
   - {name: se2, type: se, squeeze: 4, gate: sigmoid, activation: silu}
@@ -200,6 +205,8 @@ layers:
   - {name: gmax, type: global_pool, op: max}
   - flatten
   - {name: bn1d, type: batchnorm}
+  - {name: ln1d, type: layer_norm}
+  - {name: ls1d, type: layer_scale}
   - {name: d0, type: dropout, p: 0.0}
   - {name: d1, type: dropout, p: 0.5}
   - {name: fc, type: linear, out: 10}
@@ -208,7 +215,8 @@ layers:
 
 def test_activation_memory_of_every_block_type() -> None:
     """Each rule of the memory model (in-place and out-of-place activations of every kind, a standalone
-    batch norm on maps and on vectors, explicit and identity shortcuts with stochastic depth, an empty
+    batch norm on maps and on vectors, group and layer norm, layer scale, linear layers over channels,
+    channel shuffle and split, explicit and identity shortcuts with stochastic depth, an empty
     inception branch, both SE gates, adaptive max pooling, LRN, dropout with p=0 and p>0) against real
     CPU tensors, at the tolerance of the tests above (here it is exact)."""
     spec = archspec.loads(ZOO)

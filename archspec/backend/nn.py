@@ -35,14 +35,14 @@ def drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
 class Residual(nn.Module):
     """`act(drop_path(body(x)) + shortcut(x))` with the body's layers as direct, named children.
 
-    Where the body ends in a conv or batch norm (or SE) layer, whose output is a fresh tensor that no
-    backward pass needs, the shortcut is added in place, as torchvision's blocks do (`out += identity`):
-    one activation-sized allocation less per block, and the same aten ops as torchvision, op for op.
-    Anywhere else (a body ending in an activation, whose output its backward may need, or in a layer
-    that can return its input) the add is out of place."""
+    `add_inplace` where the body ends in an op whose output is a fresh tensor that no backward pass needs
+    (a conv, a batch norm, SE: the IR's `ends_fresh`): the shortcut is then added in place, as torchvision's
+    blocks do (`out += identity`): one activation-sized allocation less per block, and the same aten ops as
+    torchvision, op for op. Anywhere else (a body ending in an activation, whose output its backward may
+    need, or in a layer that can return its input) the add is out of place."""
 
     def __init__(self, body: list[tuple[str, nn.Module]], shortcut: nn.Module | None, act: nn.Module | None,
-                 drop_rate: float = 0.0) -> None:
+                 drop_rate: float = 0.0, add_inplace: bool = False) -> None:
         super().__init__()
         self._body_names = [name for name, _ in body]
         for name, module in body:
@@ -50,7 +50,7 @@ class Residual(nn.Module):
         self.shortcut = shortcut if shortcut is not None else nn.Identity()
         self.act = act if act is not None else nn.Identity()
         self.drop_rate = drop_rate
-        self._add_inplace = bool(body) and _fresh_output(body[-1][1])
+        self._add_inplace = add_inplace
 
     def body(self) -> list[nn.Module]:
         """The body's layers, in order (the shortcut and the activation after the add are not in it)."""
@@ -69,14 +69,6 @@ class Residual(nn.Module):
 
     def extra_repr(self) -> str:
         return f"drop_rate={self.drop_rate}" if self.drop_rate else ""
-
-
-def _fresh_output(module: nn.Module) -> bool:
-    """Whether `module` (a layer, or a Sequential ending in one) returns a new tensor that its own
-    backward does not read: conv and batch norm save their inputs, SE its inputs, not the output."""
-    while isinstance(module, nn.Sequential) and len(module):
-        module = module[-1]
-    return isinstance(module, (nn.Conv2d, nn.BatchNorm2d, SqueezeExcite))
 
 
 class SqueezeExcite(nn.Module):
@@ -141,3 +133,66 @@ class Network(nn.Module):
 
     def extra_repr(self) -> str:
         return f"spec={self.spec_name!r}"
+
+
+# The modules of the ops torch lacks. The Python export copies each class's source into the files it writes
+# (an op's `Prelude.origin`), so they use only torch and `nn`.
+
+class LayerNorm2d(nn.LayerNorm):
+    """Layer norm over the channels of an (N, C, H, W) map, at every position (torchvision's and timm's
+    `LayerNorm2d`, ConvNeXt's norm)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.permute(0, 2, 3, 1)
+        x = nn.functional.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+class ChannelLinear(nn.Linear):
+    """nn.Linear over the channels of an (N, C, H, W) map, at every position (ConvNeXt's pointwise layers,
+    which torchvision writes as Permute + Linear + Permute)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class LayerScale(nn.Module):
+    """x * gamma: a learnable multiplier per channel (CaiT; ConvNeXt's `layer_scale`), initialised to `init`."""
+
+    def __init__(self, channels: int, init: float = 1e-6, spatial: bool = True) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((channels, 1, 1) if spatial else (channels,), init))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gamma
+
+
+class ChannelShuffle(nn.Module):
+    """Interleave the channels of `groups` groups (ShuffleNet), as torchvision's `channel_shuffle` does."""
+
+    def __init__(self, groups: int) -> None:
+        super().__init__()
+        self.groups = groups
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        x = x.view(n, self.groups, c // self.groups, h, w).transpose(1, 2).contiguous()
+        return x.view(n, c, h, w)
+
+    def extra_repr(self) -> str:
+        return f"groups={self.groups}"
+
+
+class ChannelSplit(nn.Module):
+    """Part `take` of the input's channels cut into `parts` equal parts: a view (ShuffleNetV2's split,
+    `x.chunk(2, dim=1)`)."""
+
+    def __init__(self, parts: int, take: int) -> None:
+        super().__init__()
+        self.parts, self.take = parts, take
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.chunk(self.parts, 1)[self.take]
+
+    def extra_repr(self) -> str:
+        return f"parts={self.parts}, take={self.take}"

@@ -431,7 +431,7 @@ class _SourceWriter:
         return _checked_identifier(f"aux_{head.name}")  # head names are identifiers (the spec's Name pattern)
 
     def prelude(self) -> list[str]:
-        return [line for prelude in self.preludes for line in [*prelude.source.splitlines(), "", ""]]
+        return [line for prelude in self.preludes for line in [*prelude.text().splitlines(), "", ""]]
 
     def write(self) -> str:
         from .. import __version__ as version

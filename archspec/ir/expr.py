@@ -13,11 +13,27 @@ REQUIRED = object()  # a constructor parameter without a default
 
 @dataclass(frozen=True)
 class Prelude:
-    """Source that a generated file defines before its classes, and the module-level names it defines."""
+    """Source that a generated file defines before its classes, and the module-level names it defines: the
+    text, or `origin` ("module:Class"), a class of archspec's torch backend whose own source is copied."""
 
     source: str
     defines: tuple[str, ...]
     needs: tuple["Prelude", ...] = ()
+    origin: str = ""
+
+    def text(self) -> str:
+        if not self.origin:
+            return self.source
+        import importlib
+        import inspect
+
+        module, name = self.origin.split(":")
+        return inspect.getsource(getattr(importlib.import_module(module), name))
+
+
+def backend_class(name: str) -> Prelude:
+    """The prelude that copies the class `name` of `archspec/backend/nn.py` (an op's module torch lacks)."""
+    return Prelude("", (name,), origin=f"archspec.backend.nn:{name}")
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,14 @@ def concrete(node: Node) -> Any:
     return node.block.expand_node(node) if node.expansion is not None else node.block
 
 
+def ends_fresh(node: Node) -> bool:
+    """Whether the module of `node` returns a fresh tensor that its own backward does not read, so that a
+    residual may add its shortcut into it in place (nn.Residual's `add_inplace`)."""
+    while node.form == "chain" and node.children:  # an nn.Sequential: its last module decides
+        node = node.children[-1]
+    return not node.children and concrete(node).fresh_output(node)
+
+
 class MemoryReplay:
     """Replays what the compiled module allocates, frees and (in training) hands to autograd.
 
@@ -159,18 +167,13 @@ class MemoryReplay:
             self.drop(out)
             out = dropped
         skip = self.run(shortcut, x) if shortcut is not None else self.ref(x)
-        if not (body and self.fresh_output(body[-1])):  # out of place: a new tensor for the sum
+        if not (body and ends_fresh(body[-1])):  # out of place: a new tensor for the sum
             total = self.new(n)
             self.drop(out)
             out = total
         self.drop(skip)
         return self.activation(block.activation, out, n, inplace=True)
 
-    def fresh_output(self, node: Node) -> bool:
-        """Whether nn.Residual adds in place after this body layer (nn.py's `_fresh_output`)."""
-        while node.form == "chain" and node.children:  # an nn.Sequential: its last module decides
-            node = node.children[-1]
-        return not node.children and concrete(node).fresh_output(node)
 
     def concat(self, node: Node, x: Tensor) -> Tensor:
         outs = [self.run(branch, x) for branch in node.children]  # torch.cat([branch(x) for ...])

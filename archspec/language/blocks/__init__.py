@@ -14,14 +14,19 @@ from .base import Block, MacroBlock, Node, Shape
 from .basic import Basic
 from .batchnorm import BatchNorm
 from .bottleneck import Bottleneck
+from .channel_shuffle import ChannelShuffle
+from .channel_split import ChannelSplit
 from .conv import Conv
 from .depthwise import Depthwise
 from .dropout import Dropout
 from .flatten import Flatten
 from .global_pool import GlobalPool
+from .group_norm import GroupNorm
 from .inception import Inception
 from .inception_v1 import InceptionV1
 from .linear import Linear
+from .layer_norm import LayerNorm
+from .layer_scale import LayerScale
 from .lrn import LRN
 from .mbconv import MBConv
 from .pool import Pool
@@ -32,6 +37,7 @@ from .stage import Stage
 
 BLOCK_CLASSES: list[type[Block]] = [
     Conv, Pool, AdaptivePool, GlobalPool, LRN, Linear, Dropout, Flatten, ActivationLayer, BatchNorm,
+    GroupNorm, LayerNorm, LayerScale, ChannelShuffle, ChannelSplit,
     Sequence, Stage, Residual, Basic, Bottleneck, Inception, InceptionV1, SE, Depthwise, MBConv,
 ]
 

@@ -109,7 +109,7 @@ class Block(SpecModel):
 
     def fresh_output(self, node: Node) -> bool:
         """Whether this leaf's module returns a new tensor that its own backward does not read, so that
-        nn.Residual may add the shortcut into it in place (nn.py's `_fresh_output`)."""
+        nn.Residual may add the shortcut into it in place (`ir.memory.ends_fresh`)."""
         return False
 
     def buffers(self, node: Node) -> tuple[int, int]:

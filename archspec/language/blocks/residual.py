@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from ...ir.activations import Activation
+from ...ir.memory import ends_fresh
 from .base import (RESIDUAL_RESERVED, Block, BnEps, BnMomentum, MacroBlock, Node, Norm, PosInt, Shape,
                    chain, check_unique_names, child_path, composite, fmt_shape, group, named, validation_message, window_out)
 from .conv import Conv
@@ -90,7 +91,8 @@ class Residual(Block):
         body, shortcut = node.residual_parts()
         return ResidualModule([(c.name, c.block.build(c)) for c in body],
                               shortcut.block.build(shortcut) if shortcut else None,
-                              activation(self.activation, inplace=True), self.drop_path)
+                              activation(self.activation, inplace=True), self.drop_path,
+                              add_inplace=bool(body) and ends_fresh(body[-1]))
 
 
 class ResidualUnit(MacroBlock):

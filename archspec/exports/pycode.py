@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import keyword
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -158,3 +159,37 @@ def drop_path(x, rate, training):
     keep = 1.0 - rate
     mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
     return x * mask.div_(keep)''', ("drop_path",))
+
+
+def _name_params(plist: list[dict[str, Any]], in_ch: tuple[int, ...], out_ch: tuple[int, ...],
+                 reserved: set[str]) -> None:
+    """Name a class's constructor parameters: the block's input and output channels, then the hole's
+    argument where that is unique, else its path; each a distinct identifier."""
+    for p in plist:
+        p["name"] = None
+        if p["kind"] == "channels" and p["values"] == in_ch:
+            p["name"] = "in_channels"
+        elif p["kind"] == "channels" and p["values"] == out_ch:
+            p["name"] = "out_channels"
+    inner_channels = [p for p in plist if p["kind"] == "channels" and p["name"] is None]
+    kinds = Counter(p["kind"] for p in plist if p["name"] is None)
+    for p in plist:
+        if p["name"] is not None:
+            continue
+        path, arg, kind = p["holes"][0]
+        if kind == "channels" and len(inner_channels) == 1:
+            p["name"] = "width"
+        elif kind != "channels" and kinds[kind] == 1:
+            p["name"] = kind
+        else:
+            short = {"out_channels": "out", "in_channels": "in", "out_features": "out", "in_features": "in",
+                     "num_features": "channels"}.get(arg, arg)
+            p["name"] = "_".join([*path, short]) if path else short
+    taken: set[str] = set()
+    for p in plist:
+        name = p["name"] if _identifier(p["name"]) and p["name"][0].isalpha() else f"p_{p['name']}"
+        base, n = name, 2
+        while name in taken or name in reserved or name in ("self", "x", "out", "shortcut", "super"):
+            name, n = f"{base}{n}", n + 1
+        taken.add(name)
+        p["name"] = _checked_identifier(name)

@@ -16,7 +16,7 @@ from ..ir.activations import activation_expr
 from ..ir.expr import IDENTITY, REQUIRED, Call, Constructor, Lit, Prelude, Ref, Seq
 from ..language.blocks.base import MacroBlock, Node, fmt_shape
 from .pycode import (DROP_PATH, FILE_NAMES, Body, ClassDef, ExportError, Hole, _camel, _checked_identifier, _doc_text,
-                     _holes, _identifier, _lit, _map_body, _skeleton, _typed)
+                     _holes, _identifier, _lit, _map_body, _name_params, _skeleton, _typed)
 from ..language.spec import Spec
 
 CLASS_NAMES = {"mbconv": "MBConv", "inception_v1": "InceptionV1", "basic": "BasicBlock", "se": "SE"}
@@ -51,40 +51,6 @@ def _code_shape(source: str) -> str:
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
             node.value = ""
     return ast.dump(tree)
-
-
-def _name_params(plist: list[dict[str, Any]], in_ch: tuple[int, ...], out_ch: tuple[int, ...],
-                 reserved: set[str]) -> None:
-    """Name a class's constructor parameters: the block's input and output channels, then the hole's
-    argument where that is unique, else its path; each a distinct identifier."""
-    for p in plist:
-        p["name"] = None
-        if p["kind"] == "channels" and p["values"] == in_ch:
-            p["name"] = "in_channels"
-        elif p["kind"] == "channels" and p["values"] == out_ch:
-            p["name"] = "out_channels"
-    inner_channels = [p for p in plist if p["kind"] == "channels" and p["name"] is None]
-    kinds = Counter(p["kind"] for p in plist if p["name"] is None)
-    for p in plist:
-        if p["name"] is not None:
-            continue
-        path, arg, kind = p["holes"][0]
-        if kind == "channels" and len(inner_channels) == 1:
-            p["name"] = "width"
-        elif kind != "channels" and kinds[kind] == 1:
-            p["name"] = kind
-        else:
-            short = {"out_channels": "out", "in_channels": "in", "out_features": "out", "in_features": "in",
-                     "num_features": "channels"}.get(arg, arg)
-            p["name"] = "_".join([*path, short]) if path else short
-    taken: set[str] = set()
-    for p in plist:
-        name = p["name"] if _identifier(p["name"]) and p["name"][0].isalpha() else f"p_{p['name']}"
-        base, n = name, 2
-        while name in taken or name in reserved or name in ("self", "x", "out", "shortcut", "super"):
-            name, n = f"{base}{n}", n + 1
-        taken.add(name)
-        p["name"] = _checked_identifier(name)
 
 
 class _SourceWriter:

@@ -13,7 +13,7 @@ from torch import nn
 
 import archspec
 from archspec.cli import main
-from archspec.backend.interop import WeightsError, load_weights, randomise_norm_stats, transfer, verify_transfer
+from archspec.backend.interop import WeightsError, load_weights, randomise_norms, transfer, verify_transfer
 from conftest import SPECS
 
 STEM = "  - {name: stem, type: conv, out: 8, kernel: 3}\n"
@@ -71,7 +71,7 @@ class SEFirst(nn.Module):
 
 
 def with_random_stats(model: nn.Module) -> nn.Module:
-    model.load_state_dict({**model.state_dict(), **randomise_norm_stats(model.state_dict(), seed=1)})
+    model.load_state_dict({**model.state_dict(), **randomise_norms(model.state_dict(), seed=1)})
     return model.eval()
 
 

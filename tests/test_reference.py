@@ -9,7 +9,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import archspec
 from archspec.backend.references import reference_model
-from archspec.backend.interop import randomise_norm_stats, transfer
+from archspec.backend.interop import randomise_norms, transfer
 from conftest import REFERENCED, spec_params
 
 
@@ -43,9 +43,10 @@ def test_matches_reference(path: Path) -> None:
         ours(torch.randn(1, *spec.input.shape, device="meta"))
     assert counter.get_total_flops() == 2 * spec.macs
 
-    # Outputs: copy the reference's random weights, batch-norm statistics randomised (fresh ones normalise
-    # nothing), over to ours by dataflow (every tensor of ours) and compare in eval mode.
-    ref.load_state_dict({**ref.state_dict(), **randomise_norm_stats(ref.state_dict())})
+    # Outputs: copy the reference's random weights, normalisation statistics and affine values randomised
+    # (fresh ones normalise nothing; a zero-initialised last norm or a layer scale of 1e-6 hides a branch),
+    # over to ours by dataflow (every tensor of ours) and compare in eval mode, relative to the largest output.
+    ref.load_state_dict({**ref.state_dict(), **randomise_norms(ref.state_dict())})
     ours = ours.to_empty(device="cpu")
     report = transfer(ref, ours)
     assert report.ok and report.method == "dataflow", str(report)
@@ -54,4 +55,4 @@ def test_matches_reference(path: Path) -> None:
     with torch.no_grad():
         expected, got = ref(x), ours(x)
     assert got.shape == expected.shape
-    assert (got - expected).abs().max().item() <= 1e-4
+    assert (got - expected).abs().max().item() <= 1e-4 * expected.abs().max().item()

@@ -92,12 +92,25 @@ def _groups(state: Mapping[str, torch.Tensor]) -> Groups:
     return groups
 
 
+# A group of one tensor pairs with another whatever the tensor is called: a parameter of a module's own
+# (torchvision's ConvNeXt `layer_scale`, timm's `gamma`) has no name that conventions agree on.
+LONE = "*"
+
+
 def _signature(group: Mapping[str, torch.Tensor]) -> tuple[tuple[str, tuple[int, ...]], ...]:
-    return tuple(sorted((role, tuple(t.shape)) for role, t in group.items() if role != COUNTER))
+    tensors = [(role, tuple(t.shape)) for role, t in group.items() if role != COUNTER]
+    return ((LONE, tensors[0][1]),) if len(tensors) == 1 else tuple(sorted(tensors))
 
 
 def _roles(group: Mapping[str, torch.Tensor]) -> tuple[str, ...]:
-    return tuple(sorted(role for role in group if role != COUNTER))
+    return tuple(role for role, _ in _signature(group))
+
+
+def _role_pairs(mine: Mapping[str, torch.Tensor], yours: Mapping[str, torch.Tensor]) -> list[tuple[str, str]]:
+    """(our role, their role) of two paired groups: the same names, or the one tensor of each."""
+    if _roles(mine) == (LONE,) == _roles(yours):
+        return [(next(r for r in mine if r != COUNTER), next(r for r in yours if r != COUNTER))]
+    return [(role, role) for role in mine if role in yours]
 
 
 def _key(prefix: str, role: str) -> str:
@@ -189,7 +202,7 @@ def _by_dataflow(source: nn.Module, model: nn.Module, input_shape: tuple[int, ..
 
 
 def _shapes(group: Mapping[str, torch.Tensor]) -> str:
-    return "{" + ", ".join(f"{r}: {list(s)}" for r, s in _signature(group)) + "}"
+    return "{" + ", ".join(f"{r}: {list(t.shape)}" for r, t in sorted(group.items()) if r != COUNTER) + "}"
 
 
 # -- transfer -----------------------------------------------------------------------------------------
@@ -309,15 +322,15 @@ def _check(ours: Groups, theirs: Groups, pairs: Pairs, report: TransferReport) -
     for o, t in pairs:
         mine, yours = ours[o], theirs[t]
         if _signature(mine) != _signature(yours):
-            report.mismatched += [(_key(o, r), _key(t, r), tuple(mine[r].shape), tuple(yours[r].shape))
-                                  for r in mine if r in yours and r != COUNTER]
+            report.mismatched += [(_key(o, r), _key(t, q), tuple(mine[r].shape), tuple(yours[q].shape))
+                                  for r, q in _role_pairs(mine, yours) if r != COUNTER]
             continue
-        for role, tensor in mine.items():
-            if role in yours:
-                _check_dtype(_key(t, role), yours[role], _key(o, role), tensor)
-                fitting.append((tensor, yours[role]))
-                report.transferred.append((_key(o, role), _key(t, role)))
-                report.values += tensor.numel()
+        for role, theirs_role in _role_pairs(mine, yours):
+            tensor = mine[role]
+            _check_dtype(_key(t, theirs_role), yours[theirs_role], _key(o, role), tensor)
+            fitting.append((tensor, yours[theirs_role]))
+            report.transferred.append((_key(o, role), _key(t, theirs_role)))
+            report.values += tensor.numel()
     paired_ours, paired_theirs = {o for o, _ in pairs}, {t for _, t in pairs}
     report.missing += [_key(p, r) for p, g in ours.items() if p not in paired_ours for r in g]
     report.unexpected += [_key(p, r) for p, g in theirs.items() if p not in paired_theirs for r in g]
@@ -410,24 +423,35 @@ def load_weights(model: nn.Module, weights: str | Path | Mapping[str, torch.Tens
     return report
 
 
-def randomise_norm_stats(state: Mapping[str, torch.Tensor], seed: int = 0) -> dict[str, torch.Tensor]:
-    """Random batch-norm running statistics for `state`'s (mean ~ N(0, 0.1²), var ~ U(0.5, 1.5)), so that
-    a comparison sees every batch norm (fresh ones normalise nothing: mean 0, var 1)."""
+def randomise_norms(state: Mapping[str, torch.Tensor], seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random normalisation statistics and affine values for `state`, so that a comparison sees every norm
+    and every branch: batch-norm running means ~ N(0, 0.1²) and variances ~ U(0.5, 1.5), and every float
+    tensor whose elements are all equal (a fresh norm's weight 1 and bias 0, a zero-initialised last norm
+    that switches a residual branch off, ConvNeXt's layer scale of 1e-6): biases ~ N(0, 0.1²), the rest
+    ~ U(0.5, 1.5). Weights drawn at random by an initialisation are kept."""
     generator = torch.Generator().manual_seed(seed)
-    stats = {}
+    replaced = {}
     for key, t in state.items():
-        if key.endswith("running_mean"):
-            stats[key] = torch.randn(t.shape, generator=generator) * 0.1
-        elif key.endswith("running_var"):
-            stats[key] = torch.rand(t.shape, generator=generator) + 0.5
-    return stats
+        if not t.is_floating_point() or t.numel() == 0:
+            continue
+        if key.endswith("running_mean") or (key.endswith("bias") and _constant(t)):
+            replaced[key] = torch.randn(t.shape, generator=generator) * 0.1
+        elif key.endswith("running_var") or _constant(t):
+            replaced[key] = torch.rand(t.shape, generator=generator) + 0.5
+    return replaced
+
+
+def _constant(t: torch.Tensor) -> bool:
+    flat = t.detach().reshape(-1)
+    return bool((flat == flat[0]).all())
 
 
 def verify_transfer(model: nn.Module, reference: str | nn.Module | None = None, *,
                     source: Mapping[str, torch.Tensor] | None = None, report: TransferReport | None = None,
                     seed: int = 0, tolerance: float = VERIFY_TOLERANCE, input_shape: tuple[int, ...] | None = None) -> float:
     """Run `reference` (a model, or by default the spec's `reference:`) and `model` on the same random batch,
-    in eval mode and fp32 on the CPU, batch-norm statistics randomised alike; the largest difference
+    in eval mode and fp32 on the CPU, normalisation statistics and affine values randomised alike
+    (`randomise_norms`); the largest difference
     relative to the reference's largest output, a WeightsError over `tolerance`. The reference runs with
     `source` (its state_dict) and `model` with what `report` says it took from it, which checks the spec
     and the mapping; without them, the reference runs with `model`'s weights paired by dataflow, which
@@ -443,13 +467,13 @@ def verify_transfer(model: nn.Module, reference: str | nn.Module | None = None, 
     shape = input_shape or _input_shape(model)
     ours = _fp32_cpu(model.state_dict())
     if source is None or report is None:
-        ours.update(randomise_norm_stats(ours, seed))
+        ours.update(randomise_norms(ours, seed))
         our_groups, their_groups = _groups(ours), _groups(module.state_dict())
-        theirs = {_key(t, r): our_groups[o][r] for o, t in _by_dataflow(module, model, shape, origin)
-                  for r in their_groups[t] if r in our_groups[o]}
+        theirs = {_key(t, q): our_groups[o][r] for o, t in _by_dataflow(module, model, shape, origin)
+                  for r, q in _role_pairs(our_groups[o], their_groups[t])}
     else:
         theirs = _fp32_cpu(source)
-        stats = randomise_norm_stats(theirs, seed)
+        stats = randomise_norms(theirs, seed)
         theirs.update(stats)
         ours.update((o, stats[t]) for o, t in report.transferred if t in stats)
     unset = _not_state_of(theirs, module.state_dict(), origin)

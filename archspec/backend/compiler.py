@@ -7,7 +7,9 @@ from typing import Any
 import torch
 
 from .init import initialise
-from .nn import Network
+from ..ir.memory import concrete, ends_fresh
+from ..ir.node import Node
+from .nn import Concat, Network, Residual, activation, sequential
 from ..language.spec import Spec, as_spec
 
 
@@ -15,8 +17,8 @@ def compile(spec: Spec, device: str | torch.device | None = None, dtype: torch.d
     """Build the module tree named after the spec. On `meta` nothing is allocated."""
     root = spec.analyse()
     with torch.device(device or "cpu"):
-        layers = [(c.name, c.block.build(c)) for c in root.children if not c.aux]
-        heads = [(c.name, c.block.tap, c.block.build(c)) for c in root.children if c.aux]
+        layers = [(c.name, build_node(c)) for c in root.children if not c.aux]
+        heads = [(c.name, c.block.tap, build_node(c)) for c in root.children if c.aux]
         model = Network(layers, heads, spec.name)
         if torch.device(device or "cpu").type != "meta":
             initialise(model, spec.init)
@@ -24,6 +26,20 @@ def compile(spec: Spec, device: str | torch.device | None = None, dtype: torch.d
         model = model.to(dtype)
     model.spec = spec
     return model
+
+
+def build_node(node: Node) -> torch.nn.Module:
+    """The module of an analysed node: a leaf op's own builder, a container's by its form; named as in the spec."""
+    if node.form == "leaf":
+        return concrete(node).build(node)
+    if node.form == "residual":
+        residual = concrete(node)  # the residual block, as a macro block expands it
+        body, shortcut = node.residual_parts()
+        return Residual([(c.name, build_node(c)) for c in body], build_node(shortcut) if shortcut else None,
+                        activation(residual.activation, inplace=True), residual.drop_path,
+                        add_inplace=bool(body) and ends_fresh(body[-1]))
+    children = [(c.name, build_node(c)) for c in node.children]
+    return Concat(children) if node.form == "concat" else sequential(children)
 
 
 def build(spec: str | Path | Spec, overrides: dict[str, Any] | list[str] | None = None,

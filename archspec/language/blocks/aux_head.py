@@ -12,8 +12,6 @@ from pydantic import model_validator
 from .base import Block, Name, Node, Shape, chain, check_unique_names, composite, named
 
 if TYPE_CHECKING:
-    from torch import nn
-
     from . import BlockList  # the union of every block type, built in blocks/__init__.py
 
 
@@ -40,8 +38,3 @@ class AuxHead(Block):
 
     def hyper(self) -> str:
         return f"taps {self.tap}, training only"
-
-    def build(self, node: Node) -> "nn.Module":
-        from .base import build_children
-
-        return build_children(node)

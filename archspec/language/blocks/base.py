@@ -164,9 +164,6 @@ class MacroBlock(Block):
         """The expansion an analysed node stands for (what its module is built from)."""
         return node.expansion if node.expansion is not None else self.expand(node.in_shape)
 
-    def build(self, node: Node) -> "nn.Module":
-        return self.expand_node(node).build(node)
-
 
 class Group(Block):
     """The analysis node of a named path inside a block (an inception branch, a shortcut path).
@@ -174,9 +171,6 @@ class Group(Block):
 
     kind = "stage / group"
     type: str
-
-    def build(self, node: Node) -> "nn.Module":
-        return build_children(node)
 
 
 def validation_message(exc: ValidationError) -> str:
@@ -217,13 +211,6 @@ def group(owner: Block, kind: str, name: str, path: str, x: Shape, blocks: Seque
     children = chain(named(blocks), x, path)
     return composite(Group(type=kind).located(owner._loc), name, path, x, children,
                      children[-1].out_shape if children else x)
-
-
-def build_children(node: Node) -> "nn.Module":
-    """nn.Sequential of the node's children, named as in the spec (identity when empty)."""
-    from ...backend.nn import sequential
-
-    return sequential([(c.name, c.block.build(c)) for c in node.children])
 
 
 def named(blocks: Sequence[Block]) -> list[tuple[str, Block]]:

@@ -13,8 +13,6 @@ from pydantic import Field, model_validator
 from .base import RESERVED_NAMES, Block, Name, Node, Shape, check_unique_names, child_path, composite, fmt_shape, group
 
 if TYPE_CHECKING:
-    from torch import nn
-
     from . import BlockList  # the union of every block type, built in blocks/__init__.py
 
 
@@ -50,7 +48,3 @@ class Inception(Block):
     def hyper(self) -> str:
         return f"{len(self.branches)} branches"
 
-    def build(self, node: Node) -> "nn.Module":
-        from ...backend.nn import Concat
-
-        return Concat([(c.name, c.block.build(c)) for c in node.children])

@@ -13,14 +13,11 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from ...ir.activations import Activation
-from ...ir.memory import ends_fresh
 from .base import (RESIDUAL_RESERVED, Block, BnEps, BnMomentum, MacroBlock, Node, Norm, PosInt, Shape,
                    chain, check_unique_names, child_path, composite, fmt_shape, group, named, validation_message, window_out)
 from .conv import Conv
 
 if TYPE_CHECKING:
-    from torch import nn
-
     from . import BlockList  # the union of every block type, built in blocks/__init__.py
 
 
@@ -84,15 +81,6 @@ class Residual(Block):
 
     def hyper(self) -> str:
         return f"{len(self.body)} layers + skip"
-
-    def build(self, node: Node) -> "nn.Module":
-        from ...backend.nn import Residual as ResidualModule, activation
-
-        body, shortcut = node.residual_parts()
-        return ResidualModule([(c.name, c.block.build(c)) for c in body],
-                              shortcut.block.build(shortcut) if shortcut else None,
-                              activation(self.activation, inplace=True), self.drop_path,
-                              add_inplace=bool(body) and ends_fresh(body[-1]))
 
 
 class ResidualUnit(MacroBlock):

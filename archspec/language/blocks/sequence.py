@@ -5,11 +5,9 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import model_validator
 
-from .base import Block, build_children, Node, Shape, chain, check_unique_names, composite, named
+from .base import Block, Node, Shape, chain, check_unique_names, composite, named
 
 if TYPE_CHECKING:
-    from torch import nn
-
     from . import BlockList  # the union of every block type, built in blocks/__init__.py
 
 
@@ -31,6 +29,3 @@ class Sequence(Block):
 
     def hyper(self) -> str:
         return f"{len(self.layers)} layers"
-
-    def build(self, node: Node) -> "nn.Module":
-        return build_children(node)

@@ -8,11 +8,9 @@ from pydantic import model_validator
 
 from ..scaling import Repeats
 from ..source import LocDict
-from .base import Block, build_children, Node, Shape, chain, composite
+from .base import Block, Node, Shape, chain, composite
 
 if TYPE_CHECKING:
-    from torch import nn
-
     from . import OneBlock  # the union of every block type, built in blocks/__init__.py
 
 
@@ -42,6 +40,3 @@ class Stage(Block):
 
     def hyper(self) -> str:
         return f"{self.block.type} x{self.repeat}"
-
-    def build(self, node: Node) -> "nn.Module":
-        return build_children(node)

@@ -8,9 +8,9 @@ from torch import nn
 
 from ..ir.activations import ACTIVATIONS
 
-def activation(name: str, inplace: bool = False) -> nn.Module | None:
-    """The activation module for `name`, or None for 'none'. `inplace` only on fresh tensors."""
-    if name == "none":
+def activation(name: str | None, inplace: bool = False) -> nn.Module | None:
+    """The activation module for `name`, or None for 'none' (or None). `inplace` only on fresh tensors."""
+    if name is None or name == "none":
         return None
     op = ACTIVATIONS[name]
     cls = getattr(nn, op.module)
@@ -74,7 +74,7 @@ class Residual(nn.Module):
 class SqueezeExcite(nn.Module):
     """x * gate(fc2(act(fc1(avgpool(x))))), with 1x1 convs as torchvision and timm write it."""
 
-    def __init__(self, channels: int, squeeze: int, act: str, gate: str) -> None:
+    def __init__(self, channels: int, squeeze: int, act: str | None = "relu", gate: str | None = "sigmoid") -> None:
         super().__init__()
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc1 = nn.Conv2d(channels, squeeze, 1)

@@ -31,9 +31,9 @@ class Prelude:
         return inspect.getsource(getattr(importlib.import_module(module), name))
 
 
-def backend_class(name: str) -> Prelude:
+def backend_class(name: str, needs: tuple[Prelude, ...] = ()) -> Prelude:
     """The prelude that copies the class `name` of `archspec/backend/nn.py` (an op's module torch lacks)."""
-    return Prelude("", (name,), origin=f"archspec.backend.nn:{name}")
+    return Prelude("", (name,), needs, origin=f"archspec.backend.nn:{name}")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import Field
 
 from ...ir.activations import ACTIVATION_FUNCTION, Activation
-from ...ir.expr import REQUIRED, Constructor, Expr, Prelude
+from ...ir.expr import REQUIRED, Constructor, Expr, backend_class
 from ..scaling import Channels, make_divisible
 from .base import Block, Node, Shape
 
@@ -23,23 +23,9 @@ if TYPE_CHECKING:
     from ...ir.memory import MemoryReplay, Tensor
 
 
-SQUEEZE_EXCITE = Constructor(
-    "SqueezeExcite", (("channels", REQUIRED), ("squeeze", REQUIRED), ("act", "relu"), ("gate", "sigmoid")),
-    frozenset({"channels", "squeeze"}), Prelude('''\
-class SqueezeExcite(nn.Module):
-    """Squeeze-and-excitation: x * gate(fc2(act(fc1(avgpool(x))))), with 1x1 convs."""
-
-    def __init__(self, channels, squeeze, act="relu", gate="sigmoid"):
-        super().__init__()
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc1 = nn.Conv2d(channels, squeeze, 1)
-        self.act = activation(act, inplace=True) or nn.Identity()
-        self.fc2 = nn.Conv2d(squeeze, channels, 1)
-        self.gate = activation(gate) or nn.Identity()
-
-    def forward(self, x):
-        return x * self.gate(self.fc2(self.act(self.fc1(self.avgpool(x)))))''', ("SqueezeExcite",),
-                                             (ACTIVATION_FUNCTION,)))
+SQUEEZE_EXCITE = Constructor("SqueezeExcite", (("channels", REQUIRED), ("squeeze", REQUIRED), ("act", "relu"),
+                                                ("gate", "sigmoid")),
+                             frozenset({"channels", "squeeze"}), backend_class("SqueezeExcite", (ACTIVATION_FUNCTION,)))
 
 
 class SE(Block):

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal, NamedTuple
 from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from .blocks import BLOCK_TYPES, AuxHead, BlockList, Node
-from .blocks.base import Block, PosInt, Shape, block_budget, check_unique_names, pair
+from .blocks.base import Block, PosInt, Shape, block_budget, check_unique_names, pair, residual_units
 from .blocks.sequence import Sequence
 from ..errors import Loc, SpecError, did_you_mean
 from .preprocess import Preprocess, TTASpec
@@ -49,7 +49,7 @@ class Spec(SpecModel):
     defaults: dict[str, dict[str, Any]] = {}
     layers: BlockList
     aux_heads: list[AuxHead] = []  # training-only heads; `--set aux_heads=[]` removes them
-    stochastic_depth: Annotated[float, Field(ge=0, lt=1)] = 0.0  # the last block's rate; linear from 0
+    stochastic_depth: Annotated[float, Field(ge=0, lt=1)] = 0.0  # rate k/n of residual unit k of n
     scaling: Scaling = Scaling()
     compound: Compound | None = None
     variants: dict[VARIANT_NAME, dict[str, Any]] = {}  # name -> dotted-path overrides
@@ -89,10 +89,10 @@ class Spec(SpecModel):
             node = head.analyse(trunk[head.tap].out_shape, head.name, head.name)
             root.children.append(node)
             root.params += node.params
-        # Stochastic depth grows linearly with the block index, as torchvision's EfficientNet.
-        blocks = [n for n in root.walk() if "stochastic_depth" in type(n.block).model_fields]
-        for index, node in enumerate(blocks):
-            node.drop_rate = self.stochastic_depth * index / len(blocks)
+        # Stochastic depth grows linearly with the residual unit's index over all of them (torchvision's rule).
+        units = list(residual_units([c for c in root.children if not c.aux]))
+        for index, node in enumerate(units):
+            node.drop_rate = self.stochastic_depth * index / len(units)
         return root
 
     @property

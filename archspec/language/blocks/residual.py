@@ -36,7 +36,7 @@ class Residual(Block):
     projection_kernel: ProjectionKernel = 1  # of an automatic projection that strides
     bn_eps: BnEps = 1e-5
     bn_momentum: BnMomentum = 0.1
-    drop_path: Annotated[float, Field(ge=0, lt=1)] = 0.0  # stochastic depth on the body, in training
+    drop_path: Annotated[float, Field(ge=0, lt=1)] | None = None  # stochastic depth; None: the spec's rule
 
     @model_validator(mode="after")
     def _names(self) -> "Residual":
@@ -84,13 +84,17 @@ class Residual(Block):
     def hyper(self) -> str:
         return f"{len(self.body)} layers + skip"
 
+    def drop_rate(self, node: Node) -> float:
+        """The stochastic depth rate of the analysed residual: its own `drop_path`, else the spec's rule."""
+        return node.drop_rate if self.drop_path is None else self.drop_path
+
     def build(self, node: Node) -> "nn.Module":
         from ...backend.nn import Residual as ResidualModule, activation
 
         body, shortcut = node.residual_parts()
         return ResidualModule([(c.name, c.block.build(c)) for c in body],
                               shortcut.block.build(shortcut) if shortcut else None,
-                              activation(self.activation, inplace=True), self.drop_path)
+                              activation(self.activation, inplace=True), self.drop_rate(node))
 
 
 class ResidualUnit(MacroBlock):

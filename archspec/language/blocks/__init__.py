@@ -18,6 +18,7 @@ from .conv import Conv
 from .depthwise import Depthwise
 from .dropout import Dropout
 from .flatten import Flatten
+from .fused_mbconv import FusedMBConv
 from .global_pool import GlobalPool
 from .inception import Inception
 from .inception_v1 import InceptionV1
@@ -32,7 +33,7 @@ from .stage import Stage
 
 BLOCK_CLASSES: list[type[Block]] = [
     Conv, Pool, AdaptivePool, GlobalPool, LRN, Linear, Dropout, Flatten, ActivationLayer, BatchNorm,
-    Sequence, Stage, Residual, Basic, Bottleneck, Inception, InceptionV1, SE, Depthwise, MBConv,
+    Sequence, Stage, Residual, Basic, Bottleneck, Inception, InceptionV1, SE, Depthwise, MBConv, FusedMBConv,
 ]
 
 

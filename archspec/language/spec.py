@@ -12,6 +12,7 @@ from .blocks import BLOCK_TYPES, AuxHead, BlockList, Node
 from .blocks.base import Block, PosInt, Shape, block_budget, check_unique_names, pair, residual_units
 from .blocks.sequence import Sequence
 from ..errors import Loc, SpecError, did_you_mean
+from .init_rules import InitRules
 from .preprocess import Preprocess, TTASpec
 from .scaling import Compound, ScaledField, Scaling, annotation_parts, scale_blocks
 from .inherit import apply_overrides, fold, load_raw
@@ -45,7 +46,7 @@ class Spec(SpecModel):
     description: str = ""
     reference: REFERENCE | None = None  # the torchvision/timm model this spec reproduces, if any
     input: InputSpec
-    init: Literal[INIT_SCHEMES] = "default"  # type: ignore[valid-type]
+    init: Literal[INIT_SCHEMES] | InitRules = "default"  # type: ignore[valid-type]  # a preset, or rules per op kind
     defaults: dict[str, dict[str, Any]] = {}
     layers: BlockList
     aux_heads: list[AuxHead] = []  # training-only heads; `--set aux_heads=[]` removes them
@@ -332,6 +333,10 @@ def _is_block_list(node: Any) -> bool:
 
 def _message(error: dict[str, Any], block: Any, kind: str, field: str | None) -> str:
     etype, last = error["type"], str(error["loc"][-1]) if error["loc"] else ""
+    tags = re.findall(r"'([^']*)'", str(error.get("ctx", {}).get("expected_tags", "")))
+    if etype == "union_tag_invalid" and tags and not set(tags) <= set(BLOCK_TYPES):  # not a block: an init rule
+        tag = str(error["ctx"].get("tag", ""))
+        return f"unknown type '{printable(tag)}'{did_you_mean(tag, tags)} (known: {', '.join(tags)})"
     if etype == "union_tag_invalid":
         if isinstance(block, dict) and not isinstance(block.get("type"), str):
             return f"a block's 'type' is the name of a block type, not {_short(block.get('type'))}"

@@ -8,14 +8,15 @@ import torch
 import archspec
 from archspec.errors import SpecError
 
-IRREGULAR = """
-name: irregular
-input: {size: 32}
+HEAD = """
+name: {name}
+input: {{size: 32}}
 defaults:
-  conv: {norm: batch, activation: relu}
+  conv: {{norm: batch, activation: relu}}
 layers:
-  - {name: stem, type: conv, out: 16, kernel: 3}
-  - name: s1
+  - {{name: stem, type: conv, out: 16, kernel: 3}}
+"""
+IRREGULAR = HEAD.format(name="irregular") + """  - name: s1
     type: stage
     repeat: 3
     block: {type: mbconv, out: 24, kernel: 3}
@@ -23,14 +24,7 @@ layers:
     each: {kernel: [3, 5, 7]}
 """
 
-WRITTEN_OUT = """
-name: written_out
-input: {size: 32}
-defaults:
-  conv: {norm: batch, activation: relu}
-layers:
-  - {name: stem, type: conv, out: 16, kernel: 3}
-  - name: s1
+WRITTEN_OUT = HEAD.format(name="written_out") + """  - name: s1
     type: sequence
     layers:
       - {type: mbconv, out: 24, kernel: 3, stride: 2, expand_ratio: 1}

@@ -334,7 +334,7 @@ def _is_block_list(node: Any) -> bool:
 def _message(error: dict[str, Any], block: Any, kind: str, field: str | None) -> str:
     etype, last = error["type"], str(error["loc"][-1]) if error["loc"] else ""
     tags = re.findall(r"'([^']*)'", str(error.get("ctx", {}).get("expected_tags", "")))
-    if etype == "union_tag_invalid" and tags and not set(tags) <= set(BLOCK_TYPES):  # not a block: an init rule
+    if etype == "union_tag_invalid" and tags and not set(tags) & set(BLOCK_TYPES):  # not a block: an init rule
         tag = str(error["ctx"].get("tag", ""))
         return f"unknown type '{printable(tag)}'{did_you_mean(tag, tags)} (known: {', '.join(tags)})"
     if etype == "union_tag_invalid":

@@ -147,8 +147,8 @@ class Draw:
                 kinds += ["sequence", "stage", "residual"]
         else:
             kinds = ["conv", "conv", "pool", "lrn", "dropout", "activation", "batchnorm", "se", "basic", "bottleneck",
-                     "inception_v1", "depthwise", "mbconv", "group_norm", "layer_norm", "layer_scale", "channel_shuffle",
-                     "linear"]
+                     "inception_v1", "depthwise", "mbconv", "fused_mbconv", "group_norm", "layer_norm", "layer_scale",
+                     "channel_shuffle", "linear"]
             if not repeat_safe:  # it changes the channels
                 kinds += ["channel_split"]
             if not regular:
@@ -288,6 +288,7 @@ class Draw:
         choices = ["auto", "projection"] + (["identity"] if keeps else [])
         if self.flag():
             block["shortcut"] = self.pick(choices)
+        self.options(block, shortcut_pool=lambda: self.pick(["none", "avg"]))
 
     def b_basic(self, x: Shape, *_: Any) -> tuple[dict, Shape]:
         out, stride = self.int(1, MAX_CHANNELS), self.pick([1, 2])
@@ -331,6 +332,10 @@ class Draw:
         self.norm_act(block)
         self.options(block, residual=self.flag, stochastic_depth=lambda: self.pick([0.0, 0.1]))
         return block, self._strided(x, stride, out)
+
+    def b_fused_mbconv(self, x: Shape, *_: Any) -> tuple[dict, Shape]:
+        block, out = self.b_mbconv(x)
+        return {**block, "type": "fused_mbconv"}, out
 
     def b_inception_v1(self, x: Shape, *_: Any) -> tuple[dict, Shape]:
         cols = {k: self.int(1, 6) for k in ("c1x1", "c3x3_reduce", "c3x3", "c5x5_reduce", "c5x5", "pool_proj")}

@@ -36,7 +36,7 @@ def build_node(node: Node) -> torch.nn.Module:
         residual = concrete(node)  # the residual block, as a macro block expands it
         body, shortcut = node.residual_parts()
         return Residual([(c.name, build_node(c)) for c in body], build_node(shortcut) if shortcut else None,
-                        activation(residual.activation, inplace=True), residual.drop_path,
+                        activation(residual.activation, inplace=True), residual.drop_rate(node),
                         add_inplace=bool(body) and ends_fresh(body[-1]))
     children = [(c.name, build_node(c)) for c in node.children]
     return Concat(children) if node.form == "concat" else sequential(children)

@@ -1,11 +1,14 @@
-"""Weight initialisation schemes, named after the reference family that uses them."""
+"""Weight initialisation: the schemes named after the reference family that uses them, and rules
+given as data per op kind (archspec.language.init_rules)."""
 from __future__ import annotations
 
 import math
 from typing import Callable
 
+import torch
 from torch import nn
 
+from ..language.init_rules import InitRules, Rule
 from .nn import Residual
 
 
@@ -84,6 +87,11 @@ def _timm_resnet(model: nn.Module) -> None:
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+    _zero_last_norms(model)
+
+
+def _zero_last_norms(model: nn.Module) -> None:
+    """The weight of the last batch norm of every residual body to 0: the block starts as its shortcut."""
     for m in model.modules():
         if isinstance(m, Residual):
             body = m.body()
@@ -110,5 +118,52 @@ SCHEMES: dict[str, Callable[[nn.Module], None]] = {
 }
 
 
-def initialise(model: nn.Module, scheme: str) -> None:
-    SCHEMES[scheme](model)
+def initialise(model: nn.Module, scheme: str | InitRules) -> None:
+    if isinstance(scheme, InitRules):
+        apply_rules(model, scheme)
+    else:
+        SCHEMES[scheme](model)
+
+
+def apply_rules(model: nn.Module, rules: InitRules) -> None:
+    """Every module in order: its kind's rule for the weight, then for the bias; then zero_last_norm."""
+    for m in model.modules():
+        kind = rules.conv if isinstance(m, nn.Conv2d) else rules.linear if isinstance(m, nn.Linear) else \
+            rules.norm if isinstance(m, nn.modules.batchnorm._BatchNorm) else None
+        if kind is not None:
+            _fill(m, m.weight, kind.weight)
+            _fill(m, m.bias, kind.bias)
+    if rules.zero_last_norm:
+        _zero_last_norms(model)
+
+
+def _fill(module: nn.Module, tensor: torch.Tensor | None, rule: Rule) -> None:
+    """Draw `tensor` by `rule` (the same calls, so the same random numbers, as torch.nn.init's)."""
+    if tensor is None or rule.type == "default":
+        return
+    with torch.no_grad():
+        if rule.type == "constant":
+            tensor.fill_(rule.value)
+        elif rule.type == "normal":
+            tensor.normal_(rule.mean, getattr(module, "init_std", rule.std))
+        elif rule.type == "trunc_normal":
+            nn.init.trunc_normal_(tensor, rule.mean, getattr(module, "init_std", rule.std), rule.a, rule.b)
+        elif rule.type == "uniform":
+            bound = rule.bound or 1.0 / math.sqrt(_fan(module, rule.fan))
+            tensor.uniform_(-bound, bound)
+        else:  # kaiming_normal / kaiming_uniform, as torch.nn.init's
+            std = nn.init.calculate_gain(rule.nonlinearity, rule.a) / math.sqrt(_fan(module, rule.mode))
+            if rule.type == "kaiming_normal":
+                tensor.normal_(0, std)
+            else:
+                tensor.uniform_(-math.sqrt(3.0) * std, math.sqrt(3.0) * std)
+
+
+def _fan(module: nn.Module, mode: str) -> int:
+    """torch.nn.init's fan of the module's weight (a bias takes its weight's); fan_out_per_group divides
+    a conv's fan_out by its groups (timm's "goog" init)."""
+    weight = module.weight
+    receptive = weight[0][0].numel() if weight.dim() > 2 else 1
+    if mode == "fan_in":
+        return weight.shape[1] * receptive
+    return weight.shape[0] * receptive // (getattr(module, "groups", 1) if mode == "fan_out_per_group" else 1)

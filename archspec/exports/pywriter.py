@@ -107,7 +107,7 @@ class _SourceWriter:
             body = tuple((c.name, self.expr(c)) for c in layers)
             return Body("residual", body, self.expr(shortcut) if shortcut else IDENTITY(),
                         activation_expr(residual.activation, inplace=True) or IDENTITY(),
-                        Lit(float(residual.drop_path)))
+                        Lit(float(residual.drop_rate(node))))
         return Body(node.form if node.form == "concat" else "chain", tuple((c.name, self.expr(c)) for c in node.children))
 
     # -- classes ---------------------------------------------------------------------------------

@@ -159,7 +159,7 @@ class MemoryReplay:
         body, shortcut = node.residual_parts()
         out = self.sequential(body, x)
         n = _numel(node.out_shape)
-        if self.training and block.drop_path > 0:  # out * (B,1,1,1) mask; autograd keeps the mask
+        if self.training and block.drop_rate(node) > 0:  # out * (B,1,1,1) mask; autograd keeps the mask
             mask = self.new(1)
             dropped = self.new(n)
             self.keep(mask)

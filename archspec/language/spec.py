@@ -9,9 +9,10 @@ from typing import Annotated, Any, Literal, NamedTuple
 from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from .blocks import BLOCK_TYPES, AuxHead, BlockList, Node
-from .blocks.base import Block, PosInt, Shape, block_budget, check_unique_names, pair
+from .blocks.base import Block, PosInt, Shape, block_budget, check_unique_names, pair, residual_units
 from .blocks.sequence import Sequence
 from ..errors import Loc, SpecError, did_you_mean
+from .init_rules import InitRules
 from .preprocess import Preprocess, TTASpec
 from .scaling import Compound, ScaledField, Scaling, annotation_parts, scale_blocks
 from .inherit import apply_overrides, fold, load_raw
@@ -45,11 +46,11 @@ class Spec(SpecModel):
     description: str = ""
     reference: REFERENCE | None = None  # the torchvision/timm model this spec reproduces, if any
     input: InputSpec
-    init: Literal[INIT_SCHEMES] = "default"  # type: ignore[valid-type]
+    init: Literal[INIT_SCHEMES] | InitRules = "default"  # type: ignore[valid-type]  # a preset, or rules per op kind
     defaults: dict[str, dict[str, Any]] = {}
     layers: BlockList
     aux_heads: list[AuxHead] = []  # training-only heads; `--set aux_heads=[]` removes them
-    stochastic_depth: Annotated[float, Field(ge=0, lt=1)] = 0.0  # the last block's rate; linear from 0
+    stochastic_depth: Annotated[float, Field(ge=0, lt=1)] = 0.0  # rate k/n of residual unit k of n
     scaling: Scaling = Scaling()
     compound: Compound | None = None
     variants: dict[VARIANT_NAME, dict[str, Any]] = {}  # name -> dotted-path overrides
@@ -89,10 +90,10 @@ class Spec(SpecModel):
             node = head.analyse(trunk[head.tap].out_shape, head.name, head.name)
             root.children.append(node)
             root.params += node.params
-        # Stochastic depth grows linearly with the block index, as torchvision's EfficientNet.
-        blocks = [n for n in root.walk() if "stochastic_depth" in type(n.block).model_fields]
-        for index, node in enumerate(blocks):
-            node.drop_rate = self.stochastic_depth * index / len(blocks)
+        # Stochastic depth grows linearly with the residual unit's index over all of them (torchvision's rule).
+        units = list(residual_units([c for c in root.children if not c.aux]))
+        for index, node in enumerate(units):
+            node.drop_rate = self.stochastic_depth * index / len(units)
         return root
 
     @property
@@ -332,6 +333,10 @@ def _is_block_list(node: Any) -> bool:
 
 def _message(error: dict[str, Any], block: Any, kind: str, field: str | None) -> str:
     etype, last = error["type"], str(error["loc"][-1]) if error["loc"] else ""
+    tags = re.findall(r"'([^']*)'", str(error.get("ctx", {}).get("expected_tags", "")))
+    if etype == "union_tag_invalid" and tags and not set(tags) & set(BLOCK_TYPES):  # not a block: an init rule
+        tag = str(error["ctx"].get("tag", ""))
+        return f"unknown type '{printable(tag)}'{did_you_mean(tag, tags)} (known: {', '.join(tags)})"
     if etype == "union_tag_invalid":
         if isinstance(block, dict) and not isinstance(block.get("type"), str):
             return f"a block's 'type' is the name of a block type, not {_short(block.get('type'))}"

@@ -20,6 +20,7 @@ from .conv import Conv
 from .depthwise import Depthwise
 from .dropout import Dropout
 from .flatten import Flatten
+from .fused_mbconv import FusedMBConv
 from .global_pool import GlobalPool
 from .group_norm import GroupNorm
 from .inception import Inception
@@ -38,7 +39,7 @@ from .stage import Stage
 BLOCK_CLASSES: list[type[Block]] = [
     Conv, Pool, AdaptivePool, GlobalPool, LRN, Linear, Dropout, Flatten, ActivationLayer, BatchNorm,
     GroupNorm, LayerNorm, LayerScale, ChannelShuffle, ChannelSplit,
-    Sequence, Stage, Residual, Basic, Bottleneck, Inception, InceptionV1, SE, Depthwise, MBConv,
+    Sequence, Stage, Residual, Basic, Bottleneck, Inception, InceptionV1, SE, Depthwise, MBConv, FusedMBConv,
 ]
 
 

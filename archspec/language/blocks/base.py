@@ -69,6 +69,9 @@ class Block(SpecModel):
     _loc: Loc | None = PrivateAttr(default=None)
     # The diagram colours a block by its kind and lists the kinds in its legend ("other": plain white).
     kind: ClassVar[str] = "other"
+    # Counted by the stochastic-depth rule even where it expands to no skip (torchvision's EfficientNet
+    # numbers every MBConv, residual or not); a node that is a residual always counts.
+    residual_unit: ClassVar[bool] = False
 
     @model_validator(mode="wrap")
     @classmethod
@@ -211,6 +214,17 @@ def group(owner: Block, kind: str, name: str, path: str, x: Shape, blocks: Seque
     children = chain(named(blocks), x, path)
     return composite(Group(type=kind).located(owner._loc), name, path, x, children,
                      children[-1].out_shape if children else x)
+
+
+def residual_units(nodes: Sequence[Node]) -> Iterator[Node]:
+    """The residual units among `nodes` and their descendants, outermost only, in execution order: what
+    torchvision's stochastic-depth rule numbers (every MBConv / FusedMBConv of EfficientNet, every CNBlock
+    of ConvNeXt): a node that is a residual (whatever block it expands from) or a `residual_unit` block."""
+    for node in nodes:
+        if node.form == "residual" or node.block.residual_unit:
+            yield node
+        else:
+            yield from residual_units(node.children)
 
 
 def named(blocks: Sequence[Block]) -> list[tuple[str, Block]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Literal
 
 from ..scaling import Channels
-from .base import PosInt, Shape
+from .base import Block, PosInt, Shape
 from .conv import Conv
 from .residual import Residual, ResidualUnit
 from .se import SE
@@ -26,6 +26,7 @@ class Bottleneck(ResidualUnit):
     reduce_first: PosInt = 1  # conv1 has width // reduce_first channels (timm's `reduce_first`, 2 in SENet-154)
     stride_on: Literal["3x3", "1x1"] = "3x3"
     se: SE | None = None  # squeeze-and-excitation after conv3, before the add (SE-ResNet, SE-ResNeXt)
+    se_after: Literal["conv3", "conv2"] = "conv3"  # conv2: on the 3x3's output (RegNet-Y)
 
     @property
     def inner_width(self) -> int:
@@ -38,12 +39,17 @@ class Bottleneck(ResidualUnit):
     def expand(self, x: Shape) -> Residual:
         unit = self.conv_unit()
         first_stride, mid_stride = (self.stride, 1) if self.stride_on == "1x1" else (1, self.stride)
-        return self.residual([
+        body: list[Block] = [
             Conv(name="conv1", out=self.first_width, kernel=1, stride=first_stride, activation=self.activation, **unit),
             Conv(name="conv2", out=self.inner_width, kernel=3, stride=mid_stride, groups=self.groups,
                  activation=self.activation, **unit),
-            Conv(name="conv3", out=self.planes * self.expansion, kernel=1, **unit),
-            *([self.se.model_copy(update={"name": "se"})] if self.se else [])])
+            Conv(name="conv3", out=self.planes * self.expansion, kernel=1, **unit)]
+        if self.se:
+            channels = self.inner_width if self.se_after == "conv2" else self.planes * self.expansion
+            # ratio_of input: RegNet-Y squeezes to a ratio of the block's input channels
+            squeeze = {"squeeze": self.se.squeeze_width(channels, x[0])} if self.se.ratio_of == "input" else {}
+            body.insert(3 if self.se_after == "conv3" else 2, self.se.model_copy(update={"name": "se", **squeeze}))
+        return self.residual(body)
 
     def hyper(self) -> str:
         text = f"{self.inner_width}->{self.planes * self.expansion}"

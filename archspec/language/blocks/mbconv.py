@@ -13,7 +13,7 @@ from pydantic import Field
 
 from ...ir.activations import Activation
 from ..scaling import Channels, make_divisible
-from .base import Block, BnEps, BnMomentum, MacroBlock, Node, Norm, PosInt, Shape
+from .base import Block, BnEps, BnMomentum, MacroBlock, Norm, PosInt, Shape
 from .conv import Conv
 from .residual import Residual
 from .se import SE
@@ -22,6 +22,7 @@ from .sequence import Sequence
 
 class MBConv(MacroBlock):
     kind = "residual block"
+    residual_unit = True
     type: Literal["mbconv"]
     out: Channels
     expand_ratio: Annotated[float, Field(ge=1, le=64)] = 6.0
@@ -35,12 +36,12 @@ class MBConv(MacroBlock):
     bn_eps: BnEps = 1e-5
     bn_momentum: BnMomentum = 0.1
     residual: bool = True  # add the input when the shapes allow
-    stochastic_depth: Annotated[float, Field(ge=0, lt=1)] | None = None  # default: the spec's linear rule
+    stochastic_depth: Annotated[float, Field(ge=0, lt=1)] | None = None  # default: the spec's rule
 
     def expanded_width(self, c: int) -> int:
         return self.expanded or make_divisible(c * self.expand_ratio, self.divisor)
 
-    def expand(self, x: Shape, drop_rate: float = 0.0) -> Block:
+    def expand(self, x: Shape) -> Block:
         c = x[0]
         wide = self.expanded_width(c)
         unit = dict(type="conv", norm=self.norm, bn_eps=self.bn_eps, bn_momentum=self.bn_momentum)
@@ -53,14 +54,10 @@ class MBConv(MacroBlock):
             body.append(self.se.model_copy(update={"name": "se", "squeeze": self.se.squeeze_width(wide, c)}))
         body.append(Conv(name="project", out=self.out, kernel=1, **unit))
         if self.residual and self.stride == 1 and c == self.out:
-            rate = drop_rate if self.stochastic_depth is None else self.stochastic_depth
-            return Residual(type="residual", body=body, shortcut="identity", drop_path=rate)
+            return Residual(type="residual", body=body, shortcut="identity", drop_path=self.stochastic_depth)
         return Sequence(type="sequence", layers=body)
 
     def hyper(self) -> str:
         text = f"k{self.kernel}" + (f"/{self.stride}" if self.stride > 1 else "")
         text += f" x{self.expand_ratio:g}" if self.expanded is None else f" {self.expanded}"
         return text + f" -> {self.out}" + (" SE" if self.se else "")
-
-    def expand_node(self, node: Node) -> Block:
-        return self.expand(node.in_shape, node.drop_rate)  # the stochastic depth rate set on the analysed node

@@ -5,6 +5,8 @@ projection with the body's stride (torchvision's `downsample`); `projection` alw
 projects; `identity` never does (a shape mismatch is then an error); a list of layers
 is an explicit shortcut path. `projection_kernel` widens a strided projection's window
 (timm's `down_kernel_size`, 3 in SENet-154); a projection that does not stride stays 1x1.
+`shortcut_pool: avg` strides a projection by average pooling before a stride-1 1x1 conv instead
+(ResNet-D, He et al. 2019 "Bag of Tricks", Figure 2c; timm's `avg_down`).
 """
 from __future__ import annotations
 
@@ -16,12 +18,14 @@ from ...ir.activations import Activation
 from .base import (RESIDUAL_RESERVED, Block, BnEps, BnMomentum, MacroBlock, Node, Norm, PosInt, Shape,
                    chain, check_unique_names, child_path, composite, fmt_shape, group, named, validation_message, window_out)
 from .conv import Conv
+from .pool import Pool
 
 if TYPE_CHECKING:
     from . import BlockList  # the union of every block type, built in blocks/__init__.py
 
 
 ProjectionKernel = Literal[1, 3, 5, 7]  # odd: padding (k-1)//2 keeps the 1x1 projection's output size
+ShortcutPool = Literal["none", "avg"]
 
 
 class Residual(Block):
@@ -32,9 +36,10 @@ class Residual(Block):
     activation: Activation = "none"
     norm: Norm = "batch"  # of an automatic projection
     projection_kernel: ProjectionKernel = 1  # of an automatic projection that strides
+    shortcut_pool: ShortcutPool = "none"  # "avg": an automatic projection that strides average-pools first
     bn_eps: BnEps = 1e-5
     bn_momentum: BnMomentum = 0.1
-    drop_path: Annotated[float, Field(ge=0, lt=1)] = 0.0  # stochastic depth on the body, in training
+    drop_path: Annotated[float, Field(ge=0, lt=1)] | None = None  # stochastic depth; None: the spec's rule
 
     @model_validator(mode="after")
     def _names(self) -> "Residual":
@@ -43,15 +48,23 @@ class Residual(Block):
             check_unique_names(self.shortcut, child_path(self.name or "", "shortcut"))
         return self
 
-    def projection(self, x: Shape, out: Shape, path: str) -> Conv:
-        stride = [self._stride(i, o, path, x, out) for i, o in zip(x[1:], out[1:])]
-        kernel = self.projection_kernel if max(stride) > 1 else 1
+    def projection(self, x: Shape, out: Shape, path: str) -> Node:
+        """The automatic projection's node, named `shortcut`: a conv, or (`shortcut_pool: avg`, strided) a
+        group of `pool` and `conv` as timm's `downsample_avg` (AvgPool2d(ceil_mode, count_include_pad=False))."""
+        stride = tuple(self._stride(i, o, path, x, out) for i, o in zip(x[1:], out[1:]))
+        pooled = self.shortcut_pool == "avg" and max(stride) > 1
+        kernel = self.projection_kernel if max(stride) > 1 and not pooled else 1
         try:
-            conv = Conv(type="conv", out=out[0], kernel=kernel, stride=tuple(stride), padding=(kernel - 1) // 2,
-                        norm=self.norm, bn_eps=self.bn_eps, bn_momentum=self.bn_momentum)
+            conv = Conv(type="conv", out=out[0], kernel=kernel, stride=(1, 1) if pooled else stride,
+                        padding=(kernel - 1) // 2, norm=self.norm, bn_eps=self.bn_eps, bn_momentum=self.bn_momentum)
+            pool = Pool(type="pool", name="pool", op="avg", kernel=stride, ceil_mode=True, count_include_pad=False)
         except ValidationError as exc:  # wider or more strided than a conv may be
             self.fail(path, f"cannot project {fmt_shape(x)} to {fmt_shape(out)}: {validation_message(exc)}")
-        return conv.located(self._loc)
+        shortcut_path = child_path(path, "shortcut")
+        if pooled:
+            layers = [pool.located(self._loc), conv.model_copy(update={"name": "conv"}).located(self._loc)]
+            return group(self, "shortcut", "shortcut", shortcut_path, x, layers)
+        return conv.located(self._loc).analyse(x, "shortcut", shortcut_path)
 
     def _stride(self, size: int, out: int, path: str, x: Shape, y: Shape) -> int:
         # The smallest stride s with (size - 1) // s <= out - 1; no other stride can give exactly `out`.
@@ -72,7 +85,7 @@ class Residual(Block):
         elif self.shortcut == "projection" or (self.shortcut == "auto" and x != out):
             if len(x) != 3 or len(out) != 3:
                 self.fail(path, f"cannot project {fmt_shape(x)} to {fmt_shape(out)}; give an explicit shortcut")
-            children.append(self.projection(x, out, path).analyse(x, "shortcut", shortcut_path))
+            children.append(self.projection(x, out, path))
         skip = children[-1].out_shape if children[-1].name == "shortcut" else x
         if skip != out:
             self.fail(path, f"cannot add the body's output {fmt_shape(out)} to the shortcut's {fmt_shape(skip)} "
@@ -81,6 +94,10 @@ class Residual(Block):
 
     def hyper(self) -> str:
         return f"{len(self.body)} layers + skip"
+
+    def drop_rate(self, node: Node) -> float:
+        """The stochastic depth rate of the analysed residual: its own `drop_path`, else the spec's rule."""
+        return node.drop_rate if self.drop_path is None else self.drop_path
 
 
 class ResidualUnit(MacroBlock):
@@ -95,6 +112,7 @@ class ResidualUnit(MacroBlock):
     bn_momentum: BnMomentum = 0.1
     shortcut: Literal["auto", "identity", "projection"] = "auto"
     projection_kernel: ProjectionKernel = 1
+    shortcut_pool: ShortcutPool = "none"
 
     def conv_unit(self) -> dict[str, Any]:
         """The fields every conv of the body shares."""
@@ -102,4 +120,4 @@ class ResidualUnit(MacroBlock):
 
     def residual(self, body: list[Block]) -> Residual:
         return Residual(type="residual", body=body, shortcut=self.shortcut, projection_kernel=self.projection_kernel,
-                        activation=self.activation, norm=self.norm, bn_eps=self.bn_eps, bn_momentum=self.bn_momentum)
+                        shortcut_pool=self.shortcut_pool, activation=self.activation, norm=self.norm, bn_eps=self.bn_eps, bn_momentum=self.bn_momentum)

@@ -1,14 +1,20 @@
-"""stage: one block repeated N times. Only the first repetition applies the block's stride;
-the later ones take the first one's output, so channels change once, at the start."""
+"""stage: one block repeated N times. By default only the first repetition applies the block's stride;
+the later ones take the first one's output, so channels change once, at the start.
+
+Irregular stages (RegNet, ResNet-D, EfficientNetV2 as their tables say): `first` sets fields of the
+first repetition, `each` gives a field one value per repetition; both replace the block's value
+(`first` wins over `each`), are validated per repetition and are not scaled.
+"""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import model_validator
+from pydantic import PrivateAttr, ValidationError, model_validator
 
+from ...errors import Loc, SpecError, did_you_mean
 from ..scaling import Repeats
 from ..source import LocDict
-from .base import Block, Node, Shape, chain, composite
+from .base import Block, Node, Shape, chain, composite, validation_message
 
 if TYPE_CHECKING:
     from . import OneBlock  # the union of every block type, built in blocks/__init__.py
@@ -19,6 +25,9 @@ class Stage(Block):
     type: Literal["stage"]
     repeat: Repeats = 1
     block: OneBlock
+    first: dict[str, Any] = {}  # fields of the first repetition that differ from `block`
+    each: dict[str, list[Any]] = {}  # field -> one value per repetition
+    _field_locs: dict[tuple[str, str], Loc | None] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -29,13 +38,57 @@ class Stage(Block):
             data = LocDict({**data, "block": block}, loc=data.loc, key_locs=data.key_locs)
         return data
 
-    def repetitions(self) -> list[tuple[str, Block]]:
-        later = self.block.model_copy(update={"stride": 1}) if "stride" in type(self.block).model_fields else self.block
-        later._loc = self.block._loc
-        return [(str(i), self.block if i == 0 else later) for i in range(self.repeat)]
+    @model_validator(mode="wrap")
+    @classmethod
+    def _remember_field_locs(cls, data: Any, handler: Any) -> "Stage":
+        stage = handler(data)
+        if not isinstance(data, dict):  # an instance validated again (e.g. in a sequence): already done
+            return stage
+        for section in ("first", "each"):
+            given = data.get(section) if isinstance(data, LocDict) else None
+            for field in stage.__dict__[section]:
+                stage._field_locs[section, field] = given.loc_of(field) if isinstance(given, LocDict) else stage._loc
+        stage._check_fields()
+        return stage
+
+    def _check_fields(self) -> None:
+        known = set(type(self.block).model_fields) - {"type", "name"}
+        for (section, field), loc in self._field_locs.items():
+            if field in ("type", "name"):
+                raise SpecError(f"'{section}' cannot change the block's {field} (repetitions are named 0, 1, ...; "
+                                "write a different block as a layer of its own)", loc, self.name or "", self.type)
+            if field not in known:
+                raise SpecError(f"'{section}.{field}' is not a field of {self.block.type}{did_you_mean(field, known)}",
+                                loc, self.name or "", self.type)
+
+    def repetitions(self, path: str) -> list[tuple[str, Block]]:
+        strides = "stride" in type(self.block).model_fields
+        if not self.first and not self.each:
+            later = self.block.model_copy(update={"stride": 1}) if strides else self.block
+            later._loc = self.block._loc
+            return [(str(i), self.block if i == 0 else later) for i in range(self.repeat)]
+        for field, values in self.each.items():
+            if len(values) != self.repeat:
+                raise SpecError(f"'each.{field}' has {len(values)} values but the stage repeats {self.repeat} times "
+                                "(depth scaling changes the count)", self._field_locs.get(("each", field)),
+                                path, self.type)
+        base = self.block.model_dump()
+        return [(str(i), self._repetition(i, path, {**base, **({"stride": 1} if strides and i else {}),
+                                              **{f: v[i] for f, v in self.each.items()}, **(self.first if i == 0 else {})}))
+                for i in range(self.repeat)]
+
+    def _repetition(self, i: int, path: str, fields: dict[str, Any]) -> Block:
+        try:
+            block = type(self.block).model_validate(fields)
+        except ValidationError as exc:
+            field = str(exc.errors()[0]["loc"][0]) if exc.errors()[0]["loc"] else ""
+            section = "first" if i == 0 and field in self.first else "each"
+            raise SpecError(f"repetition {i}: {validation_message(exc)}", self._field_locs.get((section, field), self._loc),
+                            path, self.type) from None
+        return block.located(self.block._loc)
 
     def analyse(self, x: Shape, name: str, path: str) -> Node:
-        children = chain(self.repetitions(), x, path)
+        children = chain(self.repetitions(path), x, path)
         return composite(self, name, path, x, children, children[-1].out_shape)
 
     def hyper(self) -> str:

@@ -13,7 +13,8 @@ from torch import nn
 
 import archspec
 from archspec.cli import main
-from archspec.backend.interop import WeightsError, load_weights, randomise_norms, transfer, verify_transfer
+from archspec.backend.interop import WeightsError, load_weights, transfer, verify_transfer
+from archspec.backend.references import randomise_norms
 from conftest import SPECS
 
 STEM = "  - {name: stem, type: conv, out: 8, kernel: 3}\n"

@@ -9,7 +9,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import archspec
 from archspec.backend.references import reference_model
-from archspec.backend.interop import randomise_norms, transfer
+from archspec.backend.interop import transfer
+from archspec.backend.references import randomise_norms
 from conftest import REFERENCED, SPECS, spec_params
 
 

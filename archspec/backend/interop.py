@@ -27,7 +27,7 @@ from torch import nn
 
 from .dataflow import AmbiguousDataflow, dataflow
 from ..errors import one_line
-from .references import reference_model
+from .references import randomise_norms, reference_model
 
 Groups = dict[str, dict[str, torch.Tensor]]
 Pairs = list[tuple[str, str]]  # (our group, their group)
@@ -421,29 +421,6 @@ def load_weights(model: nn.Module, weights: str | Path | Mapping[str, torch.Tens
         except WeightsError as exc:
             raise WeightsError(f"{origin}: {exc}", report) from None
     return report
-
-
-def randomise_norms(state: Mapping[str, torch.Tensor], seed: int = 0) -> dict[str, torch.Tensor]:
-    """Random normalisation statistics and affine values for `state`, so that a comparison sees every norm
-    and every branch: batch-norm running means ~ N(0, 0.1²) and variances ~ U(0.5, 1.5), and every float
-    tensor whose elements are all equal (a fresh norm's weight 1 and bias 0, a zero-initialised last norm
-    that switches a residual branch off, ConvNeXt's layer scale of 1e-6): biases ~ N(0, 0.1²), the rest
-    ~ U(0.5, 1.5). Weights drawn at random by an initialisation are kept."""
-    generator = torch.Generator().manual_seed(seed)
-    replaced = {}
-    for key, t in state.items():
-        if not t.is_floating_point() or t.numel() == 0:
-            continue
-        if key.endswith("running_mean") or (key.endswith("bias") and _constant(t)):
-            replaced[key] = torch.randn(t.shape, generator=generator) * 0.1
-        elif key.endswith("running_var") or _constant(t):
-            replaced[key] = torch.rand(t.shape, generator=generator) + 0.5
-    return replaced
-
-
-def _constant(t: torch.Tensor) -> bool:
-    flat = t.detach().reshape(-1)
-    return bool((flat == flat[0]).all())
 
 
 def verify_transfer(model: nn.Module, reference: str | nn.Module | None = None, *,

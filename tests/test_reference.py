@@ -60,12 +60,13 @@ def test_matches_reference(path: Path) -> None:
 
 
 
-@pytest.mark.parametrize("name", ["efficientnet_b0", "efficientnet_v2_s"])
+@pytest.mark.parametrize("name", ["efficientnet_b0", "efficientnet_v2_s", "convnext_tiny"])
 def test_training_mode_matches_reference(name: str) -> None:
     """Stochastic depth (rate k/n of unit k) and dropout draw their masks in the reference's order: with the
     same seed before each forward, training-mode outputs (batch statistics, masks and all) are equal."""
     spec = archspec.load(SPECS / f"{name}.yaml")
     ref = reference_model(spec.reference).train()
+    ref.load_state_dict({**ref.state_dict(), **randomise_norms(ref.state_dict())})  # ConvNeXt's 1e-6 layer scales too
     ours = archspec.compile(spec).train()
     assert transfer(ref, ours).ok
     x = torch.randn(4, 3, 64, 64)

@@ -143,13 +143,13 @@ layers:
 
 def test_bottleneck_se_after_the_3x3_is_regnet_y() -> None:
     """SE on the 3x3's output, squeezed to a quarter of the block's input (torchvision's RegNet-Y)."""
-    from archspec.backend.interop import randomise_norm_stats, transfer
-    from archspec.backend.references import reference_model
+    from archspec.backend.interop import transfer
+    from archspec.backend.references import randomise_norms, reference_model
 
     spec = archspec.loads(REGNET_Y)
     ref = reference_model(spec.reference).eval()
     assert spec.params == sum(p.numel() for p in ref.parameters())
-    ref.load_state_dict({**ref.state_dict(), **randomise_norm_stats(ref.state_dict())})
+    ref.load_state_dict({**ref.state_dict(), **randomise_norms(ref.state_dict())})
     ours = archspec.compile(spec).eval()
     assert [n for n, _ in ours.s2[1].named_children()][:4] == ["conv1", "conv2", "se", "conv3"]
     assert transfer(ref, ours).ok

@@ -129,7 +129,7 @@ def apply_rules(model: nn.Module, rules: InitRules) -> None:
     """Every module in order: its kind's rule for the weight, then for the bias; then zero_last_norm."""
     for m in model.modules():
         kind = rules.conv if isinstance(m, nn.Conv2d) else rules.linear if isinstance(m, nn.Linear) else \
-            rules.norm if isinstance(m, nn.modules.batchnorm._BatchNorm) else None
+            rules.norm if isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)) else None
         if kind is not None:
             _fill(m, m.weight, kind.weight)
             _fill(m, m.bias, kind.bias)

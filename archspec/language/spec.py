@@ -51,6 +51,8 @@ class Spec(SpecModel):
     layers: BlockList
     aux_heads: list[AuxHead] = []  # training-only heads; `--set aux_heads=[]` removes them
     stochastic_depth: Annotated[float, Field(ge=0, lt=1)] = 0.0  # rate k/n of residual unit k of n
+    # k/n (torchvision's EfficientNet) or k/(n-1), torch.linspace(0, rate, n) (torchvision's ConvNeXt, timm)
+    stochastic_depth_rule: Literal["efficientnet", "linspace"] = "efficientnet"
     scaling: Scaling = Scaling()
     compound: Compound | None = None
     variants: dict[VARIANT_NAME, dict[str, Any]] = {}  # name -> dotted-path overrides
@@ -92,8 +94,9 @@ class Spec(SpecModel):
             root.params += node.params
         # Stochastic depth grows linearly with the residual unit's index over all of them (torchvision's rule).
         units = list(residual_units([c for c in root.children if not c.aux]))
+        steps = len(units) - 1 if self.stochastic_depth_rule == "linspace" else len(units)
         for index, node in enumerate(units):
-            node.drop_rate = self.stochastic_depth * index / len(units)
+            node.drop_rate = self.stochastic_depth * index / steps if steps else 0.0
         return root
 
     @property

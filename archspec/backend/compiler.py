@@ -11,19 +11,32 @@ from .nn import Network
 from ..language.spec import Spec, as_spec
 
 
-def compile(spec: Spec, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> Network:
+def compile_spec(spec: Spec, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> Network:
     """Build the module tree named after the spec. On `meta` nothing is allocated."""
     root = spec.analyse()
-    with torch.device(device or "cpu"):
+    device = torch.device(device or "cpu")
+    with torch.device(device):
         layers = [(c.name, c.block.build(c)) for c in root.children if not c.aux]
         heads = [(c.name, c.block.tap, c.block.build(c)) for c in root.children if c.aux]
         model = Network(layers, heads, spec.name)
-        if torch.device(device or "cpu").type != "meta":
+        if device.type != "meta":
             initialise(model, spec.init)
     if dtype is not None:
         model = model.to(dtype)
     model.spec = spec
     return model
+
+
+def example_input(spec: Spec | tuple[int, ...], batch: int = 1, device: str | torch.device | None = None, *,
+                  seed: int | None = None, channels_last: bool = False, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A random batch for the network's input (`spec.input.shape`, or a shape without the batch dimension), drawn
+    on `device`; with `seed`, drawn reproducibly on the CPU, then moved there."""
+    shape = spec.input.shape if isinstance(spec, Spec) else spec
+    if seed is None:
+        x = torch.randn(batch, *shape, device=device, dtype=dtype)
+    else:
+        x = torch.randn(batch, *shape, generator=torch.Generator().manual_seed(seed), dtype=dtype).to(device or "cpu")
+    return x.contiguous(memory_format=torch.channels_last) if channels_last and x.ndim == 4 else x
 
 
 def build(spec: str | Path | Spec, overrides: dict[str, Any] | list[str] | None = None,
@@ -35,7 +48,7 @@ def build(spec: str | Path | Spec, overrides: dict[str, Any] | list[str] | None 
     `archspec.backend.interop`). `verify`: check the model against the spec's reference model with the same
     weights (`interop.verify_transfer`; a WeightsError if they differ)."""
     spec = as_spec(spec, overrides, variant=variant, phi=phi)
-    model = compile(spec, device, dtype)
+    model = compile_spec(spec, device, dtype)
     if weights is not None:
         from .interop import load_weights
 

@@ -88,12 +88,12 @@ def _name_params(plist: list[dict[str, Any]], in_ch: tuple[int, ...], out_ch: tu
 
 class _SourceWriter:
     def __init__(self, spec: Spec, weights: str | None) -> None:
-        from ..backend.compiler import compile
+        from ..backend.compiler import compile_spec
 
         self.spec = spec
         self.weights = weights
         self.root = spec.analyse()
-        self.model = compile(spec, device="meta")
+        self.model = compile_spec(spec, device="meta")
         self.resolved: dict[int, Call] = {}
         self.classes: list[ClassDef] = []
         self.used: set[str] = set()

@@ -124,3 +124,28 @@ def test_example_input_is_one_function() -> None:
     assert torch.equal(x, torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1)))
     assert example_input((3, 8, 8), 2, channels_last=True).is_contiguous(memory_format=torch.channels_last)
 
+
+# -- building on meta ------------------------------------------------------------------------------------------
+
+def test_a_meta_build_skips_fills_but_keeps_every_tensor() -> None:
+    """On meta, torch's initialisers fill nothing (they would run Python decompositions); every tensor is there."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Ops(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: set[str] = set()
+
+        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            self.seen.add(func.__name__.split(".")[0])
+            return func(*args, **(kwargs or {}))
+
+    spec = archspec.load(SPECS / "efficientnet_b0.yaml")
+    with Ops() as ops:
+        meta = archspec.compile(spec, device="meta")
+    assert "empty" in ops.seen and not ops.seen & {"uniform_", "normal_", "fill_", "zero_"}
+    real = archspec.compile(spec)
+    assert {k: (v.shape, v.dtype) for k, v in meta.state_dict().items()} == \
+        {k: (v.shape, v.dtype) for k, v in real.state_dict().items()}
+    assert all(v.is_meta for v in meta.state_dict().values())
+    assert torch.empty(3).fill_(2).tolist() == [2, 2, 2]  # outside the build, fills fill

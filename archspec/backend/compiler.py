@@ -4,18 +4,50 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import contextlib
+
 import torch
+from torch.utils._device import DeviceContext
 
 from .init import initialise
 from .nn import Network
 from ..language.spec import Spec, as_spec
 
 
+# The in-place fills of torch's initialisers (modules' reset_parameters and torch.nn.init).
+_FILLS = frozenset({"uniform_", "normal_", "fill_", "zero_", "kaiming_uniform_", "kaiming_normal_", "trunc_normal_",
+                    "xavier_uniform_", "xavier_normal_", "constant_", "ones_", "zeros_"})
+
+
+class _OnMeta(DeviceContext):
+    """`with torch.device("meta")`, whose fills return the tensor as it is: on meta a fill has nothing to fill,
+    and torch would run each through its Python decomposition (~1 ms apiece: most of a meta build's time)."""
+
+    def __init__(self) -> None:
+        super().__init__(torch.device("meta"))
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        if getattr(func, "__name__", None) in _FILLS:
+            tensor = args[0] if args else kwargs.get("tensor")  # torch.nn.init passes it by name
+            if isinstance(tensor, torch.Tensor) and tensor.is_meta:
+                return tensor
+        return super().__torch_function__(func, types, args, kwargs)
+
+
+def _on(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """Where modules are created: under `torch.device` unless it is the default already (the context puts a Python
+    function in front of every torch call, which torchvision's constructors do not pay)."""
+    if device.type == "meta":
+        return _OnMeta()
+    return contextlib.nullcontext() if device == torch.get_default_device() else torch.device(device)
+
+
 def compile_spec(spec: Spec, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> Network:
     """Build the module tree named after the spec. On `meta` nothing is allocated."""
     root = spec.analyse()
     device = torch.device(device or "cpu")
-    with torch.device(device):
+    with _on(device):
         layers = [(c.name, c.block.build(c)) for c in root.children if not c.aux]
         heads = [(c.name, c.block.tap, c.block.build(c)) for c in root.children if c.aux]
         model = Network(layers, heads, spec.name)

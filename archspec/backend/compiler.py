@@ -1,10 +1,9 @@
 """Spec -> torch.nn.Module. The one layer (with the block builders) that imports torch."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
-
-import contextlib
 
 import torch
 from torch.utils._device import DeviceContext
@@ -12,7 +11,6 @@ from torch.utils._device import DeviceContext
 from .init import initialise
 from .nn import Network
 from ..language.spec import Spec, as_spec
-
 
 # The in-place fills of torch's initialisers (modules' reset_parameters and torch.nn.init).
 _FILLS = frozenset({"uniform_", "normal_", "fill_", "zero_", "kaiming_uniform_", "kaiming_normal_", "trunc_normal_",

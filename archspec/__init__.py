@@ -5,49 +5,55 @@
     print(archspec.summary(spec, depth=2))       # per-block table, totals, memory (no torch either)
     model = archspec.build(spec)                 # torch.nn.Module
 
-Everything that needs torch is imported on first use, so loading and analysing stay fast.
+Only the spec language is imported with the package; every other public name is imported on first use
+(PEP 562), so that loading and validating import neither torch nor the reports and exports they do not use.
 """
 from __future__ import annotations
 
-from typing import Any
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 from .errors import Loc, SpecError
 from .language.spec import Spec, load, loads
-# summary(spec, depth, batch, dtype) and diff(a, b, ...): pure Python, never import torch. Imported here,
-# not lazily, because the functions share the submodule's name: this binding wins over the submodule
-# (which stays importable as `from archspec.reports.summary import ...`).
-from .reports.diff import diff
-from .reports.summary import summary
-# diagram(spec, detail, rankdir): a Drawing (graphviz); imported eagerly for the same reason (~30 ms).
-from .reports.diagram import diagram
-# export(spec, format, ...): the same; archspec/exports/formats.py imports torch only when a function runs.
-from .exports.formats import export
+
+if TYPE_CHECKING:  # for readers and type checkers; at run time __getattr__ imports them
+    from .backend.checkpoint import load_checkpoint, save
+    from .backend.compiler import build, compile_spec as compile, example_input
+    from .backend.tta import with_tta
+    from .exports.formats import export
+    from .reports.diagram import diagram
+    from .reports.diff import diff
+    from .reports.summary import summary
 
 __version__ = "0.1.0"
 
-
-def build(*args: Any, **kwargs: Any) -> Any:
-    """`build(path_or_spec, overrides=None, weights=None, device=None, dtype=None, variant=None, phi=None,
-    mapping=None, verify=False) -> nn.Module`."""
-    from .backend.compiler import build as _build
-
-    return _build(*args, **kwargs)
-
-
-def compile(spec: Spec, device: Any = None, dtype: Any = None) -> Any:
-    """`compile(spec, device=None, dtype=None) -> nn.Module` for an already loaded spec."""
-    from .backend.compiler import compile as _compile
-
-    return _compile(spec, device, dtype)
-
-
-def with_tta(model: Any, spec: Spec | None = None, mode: str | None = None) -> Any:
-    """`with_tta(model, spec=None, mode=None) -> nn.Module`: in eval mode, the softmax averaged over the
-    test-time views the spec declares (`tta:`, e.g. AlexNet's ten crops); see `archspec.backend.tta`."""
-    from .backend.tta import with_tta as _with_tta
-
-    return _with_tta(model, spec, mode)
+# public name -> (module, attribute). summary, diff and diagram never import torch; the others do when they run.
+_LAZY = {
+    "summary": ("reports.summary", "summary"),      # summary(spec, depth, batch, dtype) -> Summary
+    "diff": ("reports.diff", "diff"),               # diff(a, b, ...) -> Diff
+    "diagram": ("reports.diagram", "diagram"),      # diagram(spec, detail, rankdir) -> Drawing (graphviz)
+    "export": ("exports.formats", "export"),        # export(spec, "onnx"|"pt2"|"python", ...)
+    "build": ("backend.compiler", "build"),         # build(path_or_spec_or_checkpoint, ...) -> nn.Module
+    "compile": ("backend.compiler", "compile_spec"),  # compile(spec, device, dtype) -> nn.Module
+    "save": ("backend.checkpoint", "save"),         # save(model, path, force=False): an archspec checkpoint
+    "load_checkpoint": ("backend.checkpoint", "load_checkpoint"),  # -> (Spec, state_dict)
+    "with_tta": ("backend.tta", "with_tta"),        # with_tta(model, spec, mode) -> nn.Module
+    "example_input": ("backend.compiler", "example_input"),  # a seeded input batch for a spec
+}
 
 
-__all__ = ["Loc", "Spec", "SpecError", "build", "compile", "diagram", "diff", "export", "load", "loads", "summary", "with_tta",
-           "__version__"]
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'archspec' has no attribute '{name}'")
+    module, attribute = _LAZY[name]
+    value = getattr(import_module(f".{module}", __name__), attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
+__all__ = ["Loc", "Spec", "SpecError", "build", "compile", "diagram", "diff", "example_input", "export", "load",
+           "load_checkpoint", "loads", "save", "summary", "with_tta", "__version__"]

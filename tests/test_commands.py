@@ -130,13 +130,13 @@ COMMANDS = {"build": [], "export": ["--format", "onnx"], "bench": [], "bench --t
 
 @pytest.fixture
 def no_compile(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """archspec.backend.compiler.compile records its calls and stops the command (exit 1) instead of allocating."""
+    """archspec.backend.compiler.compile_spec records its calls and stops the command (exit 1) instead of allocating."""
     calls: list[Any] = []
 
     def refuse(spec: Any, *args: Any, **kwargs: Any) -> None:
         calls.append(spec)
         raise RuntimeError("compile reached")
-    monkeypatch.setattr(archspec.backend.compiler, "compile", refuse)
+    monkeypatch.setattr(archspec.backend.compiler, "compile_spec", refuse)
     return calls
 
 
@@ -263,13 +263,13 @@ def test_predict_prints_the_torchvision_reference_categories(digits: Path, tmp_p
 def test_build_on_meta_computes_nothing_and_says_so(monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     outputs: list[torch.Tensor] = []
-    real_compile = archspec.backend.compiler.compile
+    real_compile = archspec.backend.compiler.compile_spec
 
     def compile_and_watch(*args: Any, **kwargs: Any) -> torch.nn.Module:
         model = real_compile(*args, **kwargs)
         model.register_forward_hook(lambda module, inputs, output: outputs.append(output))
         return model
-    monkeypatch.setattr(archspec.backend.compiler, "compile", compile_and_watch)
+    monkeypatch.setattr(archspec.backend.compiler, "compile_spec", compile_and_watch)
     assert main(["build", str(SPECS / "resnet50.yaml"), "--device", "meta"]) == 0
     out = capsys.readouterr().out
     assert len(outputs) == 1 and outputs[0].device.type == "meta"

@@ -13,7 +13,7 @@ import pytest
 
 import archspec
 from archspec.language.blocks import BLOCK_CLASSES, AuxHead
-from archspec.language.blocks.base import Group, Node, fmt_shape
+from archspec.language.blocks.base import NamedPath, Node, fmt_shape
 from archspec.reports.diagram import COLOURS, DETAILS, MAX_BRANCHES, MAX_NODES, MAX_REPEATS, PLAIN, Drawing, diagram, render
 from conftest import ALL_SPECS, ROOT, SPECS
 from test_cli import NO_TORCH
@@ -144,7 +144,7 @@ def test_se_and_projection_are_marked() -> None:
 
 
 def test_every_block_kind_has_a_colour_and_a_legend_entry() -> None:
-    for cls in [*BLOCK_CLASSES, AuxHead, Group]:
+    for cls in [*BLOCK_CLASSES, AuxHead, NamedPath]:
         assert cls.kind == "other" or cls.kind in COLOURS, f"{cls.__name__}.kind = {cls.kind!r} has no colour"
     drawing = diagram(archspec.load(SPECS / "efficientnet_b0.yaml"), "layer")
     assert {"convolution", "squeeze-excitation", "pooling", "fully connected"} <= drawing.kinds

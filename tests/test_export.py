@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 import archspec
 from archspec.cli import main as cli_main
 from archspec.errors import SpecError
-from archspec.exports.formats import (ExportError, example_input, export_program, python_source, run_onnx, run_pt2,
+from archspec.backend.compiler import example_input
+from archspec.exports.formats import (ExportError, export_program, python_source, run_onnx, run_pt2,
                              save_onnx)
 from conftest import NETWORKS, ROOT, SPECS, background_result
 

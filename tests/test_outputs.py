@@ -256,7 +256,8 @@ def test_onnx_with_external_data_is_published_whole(tmp_path: Path, monkeypatch:
     published by the writer (here with the limit lowered to 0 for a small network)."""
     import torch
 
-    from archspec.exports.formats import example_input, export_program, run_onnx, save_onnx
+    from archspec.backend.compiler import example_input
+    from archspec.exports.formats import export_program, run_onnx, save_onnx
 
     spec = archspec.loads("name: small\ninput: {size: 8}\nlayers: [{type: conv, out: 4, kernel: 3, norm: batch, activation: relu}, "
                           "{type: global_pool, flatten: true}, {type: linear, out: 5}]\n")

@@ -146,7 +146,8 @@ def test_channels_last_and_bf16_autocast_match_fp32(name: str, size: int) -> Non
 
 
 def test_prepare_model_channels_last() -> None:
-    from archspec.tools.bench import example_input, prepare_model
+    from archspec.backend.compiler import example_input
+    from archspec.tools.bench import prepare_model
 
     model = prepare_model(archspec.build(SPECS / "resnet18.yaml", overrides={"input.size": 32}), channels_last=True)
     assert model.conv1.conv.weight.is_contiguous(memory_format=torch.channels_last)

@@ -19,7 +19,7 @@ from ..language.blocks.base import fmt_shape
 from .args import add_allow_large, add_weight_options, check_fits, load_spec, positive_int
 from .inference import EXPORT_HELP, PREDICT_HELP, add_export_arguments, add_predict_arguments, cmd_export, cmd_predict
 from ..errors import InputError, SpecError
-from ..files import OutputError, check_output, save_torch
+from ..files import OutputError, check_output
 from ..language.spec import load
 from ..ir.memory import DTYPES
 from ..units import human
@@ -48,14 +48,14 @@ def cmd_build(args: argparse.Namespace) -> int:
         check_output(args.output, force=args.force, protect=[args.spec])
     import torch
 
-    from ..tools.bench import example_input, prepare_model, resolve_device, synchronize
-    from ..backend.compiler import compile
+    from ..tools.bench import prepare_model, resolve_device, synchronize
+    from ..backend.compiler import compile_spec, example_input
     from ..backend.interop import load_weights, verify_transfer
 
     device = resolve_device(args.device, allow_meta=True)
     check_fits(args, spec, device)  # before allocating
     start = time.perf_counter()
-    model = compile(spec, device)
+    model = compile_spec(spec, device)
     built = time.perf_counter() - start
     if args.map and not args.weights:
         raise ValueError("--map says where the tensors of --weights go; give --weights too")
@@ -65,7 +65,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         print(report)
     model.eval()
     runnable = prepare_model(model, channels_last=args.channels_last, compile=args.compile)
-    x = example_input(spec.input.shape, 1, device, args.channels_last)
+    x = example_input(spec, 1, device, channels_last=args.channels_last)
     start = time.perf_counter()
     with torch.no_grad():
         y = runnable(x)
@@ -79,10 +79,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     else:
         _print_build(spec, device, built, measured, y, forward, verified)
     if args.output:
-        out = Path(args.output)
-        payload = {"format": "archspec-checkpoint/1", "spec": spec.source,
-                   "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
-        save_torch(out, payload, force=args.force, protect=[args.spec])
+        from ..backend.checkpoint import save
+
+        out = save(model, args.output, force=args.force, protect=[args.spec])
         print(f"  checkpoint   {out}", file=sys.stderr if args.json else sys.stdout)
     return 0
 

@@ -148,7 +148,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import torch
 
     from ..tools.bench import resolve_device
-    from ..backend.compiler import compile
+    from ..backend.compiler import compile_spec
     from ..backend.interop import load_weights
     from ..backend.tta import preprocess, resize_size, tta_of, with_tta
 
@@ -156,7 +156,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     views = tta_of(spec).views if args.tta else 1
     check_fits(args, spec, device, min(args.batch_size, len(args.images)) * views)  # before allocating
     labels = labels or reference_categories(spec)
-    model = compile(spec, device)
+    model = compile_spec(spec, device)
     report = load_weights(model, args.weights, mapping=args.map, verify=args.verify)
     print(f"weights: {report.summary()} from {args.weights}", file=sys.stderr)
     net = with_tta(model, spec) if args.tta else model
@@ -198,7 +198,7 @@ def _progress(total: int) -> Iterator[Callable[[], None]]:
 def cmd_export(args: argparse.Namespace) -> int:
     spec = load_spec(args)
 
-    from ..backend.compiler import compile
+    from ..backend.compiler import compile_spec
     from ..exports.formats import EXAMPLE_BATCH, check_targets, default_output, export
     from ..backend.interop import load_weights, verify_transfer
 
@@ -208,7 +208,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     protect = [Path(args.spec)] + ([Path(args.weights)] if args.weights else [])
     check_targets(args.format, out, bool(args.weights), protect, force=args.force)  # before any work
     check_fits(args, spec, "cpu", EXAMPLE_BATCH + 1)  # the check runs the exported model on one more image
-    model = compile(spec)
+    model = compile_spec(spec)
     if args.weights:
         report = load_weights(model, args.weights, mapping=args.map, verify=args.verify)
         print(f"weights: {report.summary()} from {args.weights}", file=sys.stderr)

@@ -79,9 +79,9 @@ def export(spec: str | Path | Spec, format: str, output: str | Path | None = Non
     check_targets(format, out, write_weights, guarded, force=force)
     report = None
     if model is None:
-        from ..backend.compiler import compile
+        from ..backend.compiler import compile_spec, example_input
 
-        model = compile(spec)
+        model = compile_spec(spec)
     if weights is not None:
         from ..backend.interop import load_weights
 
@@ -101,7 +101,7 @@ def export(spec: str | Path | Spec, format: str, output: str | Path | None = Non
             write_bytes(out, _pt2_bytes(program), force=force, protect=guarded)
         result = ExportResult(out, format, [out, *_onnx_data_files(out)])
         if check:
-            x = example_input(spec, batch=EXAMPLE_BATCH + 1, seed=1).to(_device_of(model))
+            x = example_input(spec, EXAMPLE_BATCH + 1, _device_of(model), seed=1)
             got = run_onnx(out, x) if format == "onnx" else run_pt2(out, x)
             with torch.no_grad():
                 result.max_abs_diff = (got.to(x.device) - model(x)).abs().max().item()
@@ -127,20 +127,16 @@ def _device_of(model: nn.Module) -> torch.device:
     return next(iter(model.parameters()), torch.empty(0)).device
 
 
-def example_input(spec: Spec, batch: int = EXAMPLE_BATCH, seed: int = 0) -> torch.Tensor:
-    import torch
-
-    return torch.randn(batch, *spec.input.shape, generator=torch.Generator().manual_seed(seed))
-
-
 # -- torch.export and ONNX ---------------------------------------------------------------------------
 
 def export_program(model: nn.Module, spec: Spec) -> torch.export.ExportedProgram:
     """The eval-mode network as a `torch.export` program with a dynamic batch dimension."""
     import torch
 
+    from ..backend.compiler import example_input
+
     model.eval()
-    x = example_input(spec).to(_device_of(model))
+    x = example_input(spec, EXAMPLE_BATCH, _device_of(model), seed=0)
     batch = torch.export.Dim("batch", min=1, max=65536)
     try:
         with torch.no_grad():
@@ -263,15 +259,17 @@ def check_python_source(source: str, spec: Spec, model: nn.Module, weights: str 
 def _compare_python_source(source: str, spec: Spec, model: nn.Module) -> float:
     import torch
 
+    from ..backend.compiler import example_input
+
     namespace = load_python_source(source)
     device = _device_of(model)
     generated = namespace["build"]().to(device).eval()
     generated.load_state_dict(model.state_dict(), strict=True)
-    x = example_input(spec, seed=2).to(device)
+    x = example_input(spec, EXAMPLE_BATCH, device, seed=2)
     with torch.no_grad():
         return (generated(x) - model.eval()(x)).abs().max().item()
 
 
 __all__ = ["ExportError", "ExportResult", "FORMATS", "check_python_source", "check_targets", "check_text_is_data",
-           "default_output", "example_input", "export", "export_program", "load_python_source", "python_source",
+           "default_output", "export", "export_program", "load_python_source", "python_source",
            "run_onnx", "run_pt2", "save_onnx"]

@@ -68,7 +68,7 @@ class Tensor:
 def concrete(node: Node) -> Any:
     """The block whose module was compiled: a macro block's (a node with an expansion) expansion at the node's
     input, with what was set on the node after analysis (mbconv's stochastic depth rate)."""
-    return node.block.expand_node(node) if node.expansion is not None else node.block
+    return node.block.expand_node(node) if node.expanded is not None else node.block
 
 
 def ends_fresh(node: Node) -> bool:

@@ -26,7 +26,7 @@ class Node:
     aux: bool = False  # a training-only auxiliary head
     drop_rate: float = 0.0  # stochastic depth of a residual block, from the spec's linear rule
     form: str = "leaf"  # how the children combine: leaf, chain, residual (body + shortcut, added), concat
-    expansion: Any = None  # a macro block's expansion at `in_shape`, as analysed (a Block)
+    expanded: Any = None  # what a macro block stands for at `in_shape` (a Block: its `expand`), as analysed
 
     def walk(self) -> Iterator["Node"]:
         yield self

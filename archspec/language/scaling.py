@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cache
 from typing import Annotated, Any, Iterator, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -99,13 +100,20 @@ def upper_bound(model: type[BaseModel], name: str) -> int | float | None:
 
 def scaled_fields(model: BaseModel) -> dict[str, str]:
     """{field name: 'width' | 'depth'} for the fields of `model` that scale."""
+    found = dict(_typed_scaled_fields(type(model)))
+    if hasattr(model, "extra_scaled_fields"):  # a block's own rule, e.g. a hidden linear layer
+        found.update(model.extra_scaled_fields())
+    return found
+
+
+@cache
+def _typed_scaled_fields(model: type[BaseModel]) -> dict[str, str]:
+    """The fields whose type says that they scale (Channels, Repeats)."""
     found = {}
-    for name, info in type(model).model_fields.items():
+    for name, info in model.model_fields.items():
         markers = [m for m in annotation_parts(*info.metadata, info.annotation) if isinstance(m, _Scales)]
         if markers:
             found[name] = markers[0].dimension
-    if hasattr(model, "extra_scaled_fields"):  # a block's own rule, e.g. a hidden linear layer
-        found.update(model.extra_scaled_fields())
     return found
 
 

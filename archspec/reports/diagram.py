@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..language.blocks.base import MacroBlock, Node, fmt_shape
-from ..language.spec import Spec
+from ..language.spec import Spec, as_spec
 from ..units import compact
 
 if TYPE_CHECKING:
@@ -355,11 +355,11 @@ class _Drawer:
                shape="plaintext", style="")
 
 
-def diagram(spec: Spec, detail: Detail = "block", rankdir: str = "TB") -> Drawing:
-    """The diagram of an analysed spec, as a `Drawing` (its `.graph` is a graphviz.Digraph)."""
+def diagram(spec: Spec | str | Path, detail: Detail = "block", rankdir: str = "TB") -> Drawing:
+    """The diagram of a spec (a loaded Spec or a path), as a `Drawing` (its `.graph` is a graphviz.Digraph)."""
     if rankdir not in ("TB", "LR", "BT", "RL"):
         raise ValueError("rankdir must be TB, LR, BT or RL")
-    return _Drawer(spec, detail, rankdir).run()
+    return _Drawer(as_spec(spec), detail, rankdir).run()
 
 
 def has_dot() -> bool:

@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
+from ..backend.compiler import example_input
 from ..backend.references import reference_model
 from ..language.spec import Spec, as_spec
 from .train import loss_of
@@ -170,12 +171,6 @@ def prepare_model(model: nn.Module, channels_last: bool = False, compile: bool =
     return model
 
 
-def example_input(shape: tuple[int, ...], batch: int = 1, device: str | torch.device = "cpu",
-                  channels_last: bool = False, dtype: torch.dtype | None = None) -> torch.Tensor:
-    x = torch.randn(batch, *shape, device=device, dtype=dtype)
-    return x.contiguous(memory_format=torch.channels_last) if channels_last and x.ndim == 4 else x
-
-
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -204,7 +199,7 @@ class _Runner:
         self.params = sum(p.numel() for p in self.base.parameters())
         self.base.train(s.train)
         self.model = prepare_model(self.base, s.channels_last, s.compile, **({"fullgraph": True} if fullgraph else {}))
-        self.x = example_input(input_shape, s.batch, self.device, s.channels_last)
+        self.x = example_input(input_shape, s.batch, self.device, channels_last=s.channels_last)
         self.target: torch.Tensor | None = None
         self.optimiser = torch.optim.SGD(self.base.parameters(), lr=1e-4, momentum=0.9) if s.train else None
         self.scaler = torch.amp.GradScaler(self.device.type) if s.train and s.amp == "fp16" else None
@@ -327,7 +322,7 @@ def bench(spec: str | Path | Spec, overrides: dict[str, Any] | list[str] | None 
           phi: float | None = None, progress: bool = True, seed: int = 0) -> BenchReport:
     """Time a spec's compiled model and, with `reference`, its torchvision/timm model under the same settings."""
     spec = as_spec(spec, overrides, variant=variant, phi=phi)
-    from ..backend.compiler import compile as compile_spec
+    from ..backend.compiler import compile_spec
 
     torch.manual_seed(seed)
     models: list[tuple[str, nn.Module]] = [(f"archspec {spec.name}", compile_spec(spec))]
@@ -360,7 +355,7 @@ def explain_graphs(spec: str | Path | Spec, overrides: dict[str, Any] | list[str
     elif size:
         raise ValueError("size applies to a spec file; pass its path")
     spec = as_spec(spec, overrides)
-    from ..backend.compiler import compile as compile_spec
+    from ..backend.compiler import compile_spec
 
     model = compile_spec(spec, device)
     x = torch.randn(batch, *spec.input.shape, device=device)

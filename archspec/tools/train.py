@@ -148,7 +148,7 @@ def train(spec: str | Path | Spec, overrides: dict[str, Any] | list[str] | None 
     check_fits_digits(spec)
     if epochs < 1 or batch < 1 or not lr > 0:
         raise ValueError("epochs and batch must be at least 1 and lr positive")
-    from ..backend.compiler import compile as compile_spec
+    from ..backend.compiler import compile_spec
 
     device = torch.device(device)
     x_train, y_train, x_test, y_test = (t.to(device) for t in digits_split(test_fraction, seed))

@@ -160,15 +160,15 @@ class MacroBlock(Block):
         except ValidationError as exc:  # e.g. a layer wider than the 1,000,000-channel bound
             self.fail(path, f"does not expand at input {fmt_shape(x)}: {validation_message(exc)}")
         node = expanded.located(self._loc).analyse(x, name, path)
-        node.block, node.expansion = self, expanded
+        node.block, node.expanded = self, expanded
         return node
 
     def expand_node(self, node: Node) -> Block:
         """The expansion an analysed node stands for (what its module is built from)."""
-        return node.expansion if node.expansion is not None else self.expand(node.in_shape)
+        return node.expanded if node.expanded is not None else self.expand(node.in_shape)
 
 
-class Group(Block):
+class NamedPath(Block):
     """The analysis node of a named path inside a block (an inception branch, a shortcut path).
     Not a spec block type: it is not in the registry."""
 
@@ -210,9 +210,9 @@ def composite(block: Block, name: str, path: str, x: Shape, children: list[Node]
 
 
 def group(owner: Block, kind: str, name: str, path: str, x: Shape, blocks: Sequence[Block]) -> Node:
-    """Analyse a named path of layers (`[]` is the identity) as one Group node."""
+    """Analyse a named path of layers (`[]` is the identity) as one NamedPath node."""
     children = chain(named(blocks), x, path)
-    return composite(Group(type=kind).located(owner._loc), name, path, x, children,
+    return composite(NamedPath(type=kind).located(owner._loc), name, path, x, children,
                      children[-1].out_shape if children else x)
 
 

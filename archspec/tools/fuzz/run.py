@@ -197,7 +197,7 @@ def compile_on_meta(spec: Any) -> str:
     try:
         import torch
 
-        from ...backend.compiler import compile as compile_spec
+        from ...backend.compiler import compile_spec
 
         model = compile_spec(spec, "meta").eval()
         with torch.no_grad():

@@ -196,6 +196,17 @@ def cmd_diagram(args: argparse.Namespace) -> int:
     return status
 
 
+def cmd_list(args: argparse.Namespace) -> int:
+    """The specs of the folders given (default: the bundled ones); a spec that does not load is one line, exit 2."""
+    from ..reports.catalogue import BUNDLED, catalogue, spec_files, text
+
+    entries, errors = catalogue(spec_files([Path(f) for f in args.folders] or [BUNDLED]))
+    for error in errors:
+        print(error, file=sys.stderr)
+    print(json.dumps([e.to_dict() for e in entries], indent=2) if args.json else text(entries))
+    return EXIT_SPEC_ERROR if errors else 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from ..language.schema import editor_schema
 
@@ -225,7 +236,7 @@ def parser() -> argparse.ArgumentParser:
     def command(name: str, func: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
         c = sub.add_parser(name, help=help, description=help)
         c.set_defaults(func=func)
-        if name != "schema":
+        if name not in ("schema", "list"):
             c.add_argument("--set", action="append", metavar="PATH=VALUE",
                            help="override a value, e.g. --set layers.layer3.repeat=36 (repeatable)")
             c.add_argument("--variant", metavar="NAME", help="a row of the spec's variants table, e.g. b3")
@@ -270,6 +281,10 @@ def parser() -> argparse.ArgumentParser:
                                                     "reference with --reference"))
     add_train_arguments(command("train", cmd_train, "train on scikit-learn's digits (8x8, 10 classes; use --set to "
                                                     "fit the spec), per-epoch loss and held-out accuracy"))
+    c = command("list", cmd_list, "the bundled specs (or a folder's): name, family, params, GMACs, input, and the "
+                                  "reference each equals exactly or the source it follows (no torch)")
+    c.add_argument("folders", nargs="*", metavar="FOLDER", help="folders of specs (default: the bundled specs)")
+    c.add_argument("--json", action="store_true", help="machine-readable output")
     command("schema", cmd_schema, "print the JSON Schema of the spec language (for editor autocompletion)")
     return p
 

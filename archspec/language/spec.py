@@ -24,6 +24,7 @@ INIT_SCHEMES = ("default", "resnet", "vgg", "googlenet", "inception_v3", "effici
 VARIANT_NAME = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]+$", max_length=64)]
 SPEC_NAME = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]+$", max_length=100)]
 REFERENCE = Annotated[str, Field(pattern=r"^(torchvision|timm):[A-Za-z0-9_]+$")]
+FAMILY = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\- ]+$", max_length=64)]
 
 
 class InputSpec(SpecModel):
@@ -45,6 +46,7 @@ class Spec(SpecModel):
     name: SPEC_NAME
     description: str = ""
     reference: REFERENCE | None = None  # the torchvision/timm model this spec reproduces, if any
+    family: FAMILY | None = None  # the family `list` groups it in (inherited through extends); None: its name
     input: InputSpec
     init: Literal[INIT_SCHEMES] | InitRules = "default"  # type: ignore[valid-type]  # a preset, or rules per op kind
     defaults: dict[str, dict[str, Any]] = {}

@@ -1,2 +1,3 @@
 """Reports on the IR (torch-free): the summary table (`summary`), two summaries compared (`diff`), the memory
-guard (`guard`) and the Graphviz drawing (`diagram`)."""
+guard (`guard`), the Graphviz drawing (`diagram`) and the
+catalogue of a folder's specs (`catalogue`)."""

@@ -1,0 +1,89 @@
+"""The catalogue: every spec of a folder (by default the specs bundled with archspec), with what a user picks
+a network by: family, parameters, MACs, input size, and what the numbers are checked against. No torch."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..errors import SpecError
+from ..ir.node import fmt_shape
+from ..language.spec import Spec, load
+
+# The specs beside the package: a checkout, or an editable install (`pip install -e .`).
+BUNDLED = Path(__file__).resolve().parents[2] / "specs"
+
+
+@dataclass(frozen=True)
+class Entry:
+    file: str
+    name: str
+    family: str  # the spec's `family:`, else its name
+    params: int
+    macs: int
+    input: tuple[int, ...]
+    reference: str | None  # the torchvision/timm model it equals exactly (tests/test_reference.py)
+    description: str
+    alias_of: str | None  # the first spec, by file name, that resolves to the same network
+    exact: bool  # it, or the network it is an alias of, has a reference
+
+    @property
+    def gmacs(self) -> float:
+        return self.macs / 1e9
+
+    @property
+    def source(self) -> str:
+        """What the figures are checked against: the reference, the network it is an alias of, or its description."""
+        if self.alias_of:
+            return f"= {self.alias_of}"
+        return f"{self.reference} (exact)" if self.reference else self.description
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "input": list(self.input)}
+
+
+def spec_files(folders: Iterable[Path]) -> list[Path]:
+    files = []
+    for folder in folders:
+        if not folder.is_dir():
+            raise ValueError(f"{folder} is not a folder of specs" + (
+                " (the bundled specs are in the repository's specs/ folder: use a checkout or `pip install -e .`)"
+                if folder == BUNDLED else ""))
+        files += sorted(folder.glob("*.yaml"))
+    return files
+
+
+def catalogue(files: Iterable[Path]) -> tuple[list[Entry], list[SpecError]]:
+    """The entries of the specs that load, by family then MACs, and the errors of those that do not."""
+    specs: list[tuple[Path, Spec]] = []
+    errors = []
+    for path in files:
+        try:
+            specs.append((path, load(path)))
+        except SpecError as exc:
+            errors.append(exc)
+    first: dict[str, Spec] = {}
+    entries = []
+    for path, spec in specs:
+        original = first.setdefault(_network(spec), spec)
+        alias_of = original.name if original is not spec else None
+        entries.append(Entry(str(path), spec.name, spec.family or spec.name, spec.params, spec.macs, spec.input.shape,
+                             spec.reference, spec.description, alias_of, original.reference is not None))
+    return sorted(entries, key=lambda e: (e.family.lower(), e.macs, e.name)), errors
+
+
+def _network(spec: Spec) -> str:
+    """The network a spec resolves to, whatever it is called, described as, or checked against."""
+    return json.dumps(spec.model_dump(mode="json", exclude={"name", "description", "reference", "variant"}),
+                      sort_keys=True)
+
+
+def text(entries: list[Entry]) -> str:
+    """One aligned row per spec."""
+    rows = [("name", "family", "params", "GMACs", "input", "reference (exact) or source")]
+    rows += [(e.name, e.family, f"{e.params:,}", f"{e.gmacs:.3f}", fmt_shape(e.input), e.source) for e in entries]
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    align = ("<", "<", ">", ">", ">")
+    return "\n".join("  ".join(f"{cell:{a}{w}}" for cell, a, w in zip(row, align, widths)) + "  " + row[5]
+                     for row in rows)

@@ -1,0 +1,91 @@
+"""`cli.py list`: the catalogue of the bundled specs (or a folder's), and docs/zoo.md, generated from it."""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import archspec
+from archspec.cli import main
+from conftest import ALIASES, ALL_SPECS, ROOT, SPECS
+from test_cli import NO_TORCH
+
+
+@pytest.fixture(scope="module")
+def rows() -> dict[str, list[str]]:
+    """{name: the row's cells} of `list`'s text output (the last cell, free text, whole)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["list"]) == 0
+    lines = out.getvalue().splitlines()
+    assert lines[0].split()[:5] == ["name", "family", "params", "GMACs", "input"]
+    return {cells[0]: cells for cells in (line.split(maxsplit=5) for line in lines[1:])}
+
+
+@pytest.mark.parametrize("name, family, source", [
+    ("resnet50", "ResNet", "torchvision:resnet50 (exact)"),
+    ("resnext101_32x8d", "ResNeXt", "torchvision:resnext101_32x8d (exact)"),  # its own family, not its parent's
+    ("resnet152", "ResNet", "torchvision:resnet152 (exact)"),  # family inherited from resnet50.yaml
+    ("inception_v3", "Inception", "torchvision:inception_v3 (exact)"),
+    ("inception", "Inception", "= googlenet"),  # an alias names the network it is
+    ("googlenet_paper", "Inception", "GoogLeNet as in the 2014 paper (5x5 convs, LRN, no BN)"),  # no reference
+])
+def test_columns_are_the_analysis(name: str, family: str, source: str, rows: dict[str, list[str]]) -> None:
+    spec = archspec.load(SPECS / f"{name}.yaml")
+    row = rows[name]
+    size = "x".join(str(d) for d in spec.input.shape)
+    assert row == [name, family, f"{spec.params:,}", f"{spec.macs / 1e9:.3f}", size, source]
+
+
+def test_json_lists_every_bundled_spec_once(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list", "--json"]) == 0
+    entries = json.loads(capsys.readouterr().out)
+    assert sorted(Path(e["file"]).name for e in entries) == sorted(p.name for p in ALL_SPECS)
+    by_name = {e["name"]: e for e in entries}
+    assert {name: e["alias_of"] for name, e in by_name.items() if e["alias_of"]} == ALIASES
+    for path in (SPECS / "efficientnet_b3.yaml", SPECS / "alexnet_original.yaml"):
+        spec = archspec.load(path)
+        entry = by_name[spec.name]
+        assert (entry["params"], entry["macs"], entry["input"]) == (spec.params, spec.macs, list(spec.input.shape))
+        assert entry["exact"] == (spec.reference is not None) and entry["reference"] == spec.reference
+    assert by_name["inception"]["exact"] and not by_name["inception_bn"]["exact"]
+
+
+def test_a_folder_lists_its_specs_and_reports_a_broken_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "mine.yaml").write_text("extends: " + str(SPECS / "resnet18.yaml") + "\nname: mine\nfamily: Mine\n"
+                                        "layers.fc.out: 10\n")
+    (tmp_path / "broken.yaml").write_text((ROOT / "tests" / "broken" / "misspelled_field.yaml").read_text())
+    assert main(["list", str(tmp_path)]) == 2
+    out, err = capsys.readouterr()
+    assert [line.split()[:2] for line in out.splitlines()[1:]] == [["mine", "Mine"]]
+    assert len(err.splitlines()) == 1 and "broken.yaml:10:43: " in err and "'strid'" in err
+
+
+def test_list_does_not_import_torch() -> None:
+    result = subprocess.run([sys.executable, "-c", NO_TORCH, "list", "--json"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "TORCH-MODULES 0" in result.stderr
+    assert len(json.loads(result.stdout)) == len(ALL_SPECS)
+
+
+def test_zoo_page_is_current() -> None:
+    spec = importlib.util.spec_from_file_location("zoo", ROOT / "docs" / "zoo.py")
+    zoo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(zoo)
+    for path, text in zoo.pages().items():
+        assert path.exists() and path.read_text(encoding="utf-8") == text, \
+            f"{path.relative_to(ROOT)} is not what docs/zoo.py writes today: run `{zoo.COMMAND}`"
+    page = (ROOT / "docs" / "zoo.md").read_text(encoding="utf-8")
+    for path in ALL_SPECS:  # one row per network, an alias in its network's row, each linked to its diagram
+        name = archspec.load(path, analyse=False).name
+        if path.stem in ALIASES:
+            assert f"(= `{name}`)" in page
+        else:
+            assert page.count(f"| [{name}](diagrams/{name}.svg)") == 1 and (ROOT / "docs" / "diagrams" / f"{name}.svg").exists()

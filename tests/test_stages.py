@@ -7,6 +7,7 @@ import torch
 
 import archspec
 from archspec.errors import SpecError
+from conftest import SPECS
 
 HEAD = """
 name: {name}
@@ -124,21 +125,6 @@ def test_avg_pool_shortcut() -> None:
         assert archspec.compile(odd).eval()(torch.randn(1, 3, 33, 33)).shape == (1, *odd.output_shape)
 
 
-REGNET_Y = """name: regnet_y_400mf
-reference: torchvision:regnet_y_400mf
-input: {channels: 3, size: 224}
-defaults:
-  conv: {norm: batch, activation: relu}
-  bottleneck: {expansion: 1, se_after: conv2, se: {ratio: 0.25, ratio_of: input, activation: relu}}
-layers:
-  - {name: stem, type: conv, out: 32, kernel: 3, stride: 2}
-  - {name: s1, type: stage, repeat: 1, block: {type: bottleneck, planes: 48, width: 48, groups: 6, stride: 2}}
-  - {name: s2, type: stage, repeat: 3, block: {type: bottleneck, planes: 104, width: 104, groups: 13, stride: 2}}
-  - {name: s3, type: stage, repeat: 6, block: {type: bottleneck, planes: 208, width: 208, groups: 26, stride: 2}}
-  - {name: s4, type: stage, repeat: 6, block: {type: bottleneck, planes: 440, width: 440, groups: 55, stride: 2}}
-  - {name: avgpool, type: global_pool, op: avg, flatten: true}
-  - {name: fc, type: linear, out: 1000}
-"""
 
 
 def test_bottleneck_se_after_the_3x3_is_regnet_y() -> None:
@@ -146,12 +132,12 @@ def test_bottleneck_se_after_the_3x3_is_regnet_y() -> None:
     from archspec.backend.interop import transfer
     from archspec.backend.references import randomise_norms, reference_model
 
-    spec = archspec.loads(REGNET_Y)
+    spec = archspec.load(SPECS / "regnet_y_400mf.yaml")
     ref = reference_model(spec.reference).eval()
     assert spec.params == sum(p.numel() for p in ref.parameters())
     ref.load_state_dict({**ref.state_dict(), **randomise_norms(ref.state_dict())})
     ours = archspec.compile(spec).eval()
-    assert [n for n, _ in ours.s2[1].named_children()][:4] == ["conv1", "conv2", "se", "conv3"]
+    assert [n for n, _ in ours.stage2[1].named_children()][:4] == ["conv1", "conv2", "se", "conv3"]
     assert transfer(ref, ours).ok
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():

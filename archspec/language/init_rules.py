@@ -75,11 +75,13 @@ class Default(SpecModel):
     type: Literal["default"]
 
 
+SHORTHANDS = {"default": {"type": "default"}, "zeros": {"type": "constant", "value": 0.0},
+              "ones": {"type": "constant", "value": 1.0}}
+
+
 def _shorthand(value: object) -> object:
     """`default`, `zeros` and `ones` stand for {type: default} and the constants 0 and 1."""
-    shorthands = {"default": {"type": "default"}, "zeros": {"type": "constant", "value": 0.0},
-                  "ones": {"type": "constant", "value": 1.0}}
-    return shorthands.get(value, {"type": value}) if isinstance(value, str) else value
+    return SHORTHANDS.get(value, {"type": value}) if isinstance(value, str) else value
 
 
 Rule = Annotated[Union[Default, Kaiming, Normal, TruncNormal, Uniform, Constant], Field(discriminator="type"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from .blocks import BLOCK_TYPES
+from .init_rules import SHORTHANDS
 from .spec import Spec
 
 SCHEMA_URI = "https://json-schema.org/draft/2020-12/schema"
@@ -20,9 +21,10 @@ def _relax(node: Any) -> Any:
     if not isinstance(node, dict):
         return node
     node = {key: _relax(value) for key, value in node.items()}
-    if "discriminator" in node:  # a block: also allow the bare-string shorthand
-        shorthand = {"type": "string", "enum": sorted(BLOCK_TYPES)}
-        return {"anyOf": [node, shorthand]}
+    if "discriminator" in node:  # a block or an init rule: also allow the bare-string shorthand
+        kinds = set(node["discriminator"].get("mapping", {}))
+        names = sorted(BLOCK_TYPES) if kinds <= set(BLOCK_TYPES) else sorted(SHORTHANDS)
+        return {"anyOf": [node, {"type": "string", "enum": names}]}
     return node
 
 

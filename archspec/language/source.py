@@ -124,6 +124,15 @@ def printable(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+def tree_size(node: Any) -> int:
+    """Nodes in a raw tree."""
+    if isinstance(node, dict):
+        return 1 + sum(tree_size(v) for v in node.values())
+    if isinstance(node, list):
+        return 1 + sum(tree_size(v) for v in node)
+    return 1
+
+
 def loc_of(node: Any, default: Loc) -> Loc:
     return node.loc if isinstance(node, (LocDict, LocList)) else default
 

@@ -32,8 +32,7 @@ class Stage(Block):
         return data
 
     def repetitions(self) -> list[tuple[str, Block]]:
-        later = self.block.model_copy(update={"stride": 1}) if "stride" in type(self.block).model_fields else self.block
-        later._loc = self.block._loc
+        later = self.block.later_repetition()
         return [(str(i), self.block if i == 0 else later) for i in range(self.repeat)]
 
     def analyse(self, x: Shape, name: str, path: str) -> Node:

@@ -200,7 +200,7 @@ def cmd_diagram(args: argparse.Namespace) -> int:
 def cmd_schema(args: argparse.Namespace) -> int:
     from ..language.schema import editor_schema
 
-    print(json.dumps(editor_schema(), indent=2))
+    print(json.dumps(editor_schema(load(args.spec, analyse=False) if args.spec else None), indent=2))
     return 0
 
 
@@ -271,7 +271,8 @@ def parser() -> argparse.ArgumentParser:
                                                     "reference with --reference"))
     add_train_arguments(command("train", cmd_train, "train on scikit-learn's digits (8x8, 10 classes; use --set to "
                                                     "fit the spec), per-epoch loss and held-out accuracy"))
-    command("schema", cmd_schema, "print the JSON Schema of the spec language (for editor autocompletion)")
+    c = command("schema", cmd_schema, "print the JSON Schema of the spec language (for editor autocompletion)")
+    c.add_argument("spec", nargs="?", metavar="SPEC", help="also list the block types this spec defines ('blocks:')")
     return p
 
 

@@ -245,3 +245,18 @@ def test_validate_prints_one_line_for_a_broken_use(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, str(ROOT / "cli.py"), "validate", str(bad)], capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "in block 'pair' defined at" in result.stderr
+
+
+def _chain_of_definitions(count: int, use: str) -> str:
+    """b0 is a conv; each b_i's body is two uses of b_(i-1): b_i stands for 2^i convs."""
+    lines = ["name: chain", "input: {channels: 3, size: 8}", "blocks:", "  b0: {body: {type: conv, out: 4, kernel: 1}}"]
+    lines += [f"  b{i}: {{body: [b{i - 1}, b{i - 1}]}}" for i in range(1, count)]
+    return "\n".join([*lines, "layers:", f"  - {use}", ""])
+
+
+def test_shared_definitions_are_checked_once_and_expansions_are_bounded() -> None:
+    # 60 definitions, each using the one before twice: checking for cycles path by path would take 2^60 steps.
+    assert archspec.loads(_chain_of_definitions(60, "b3")).params == (3 * 4 + 4) + 7 * (4 * 4 + 4)  # 8 convs
+    message = _error(_chain_of_definitions(60, "b40"))  # 2^40 convs: refused after 2,000 expansions
+    assert message.startswith("x.yaml:65:5: 0 (b40): in block 'b")  # at the use, naming the innermost definition
+    assert "more than 2,000 uses of blocks defined under 'blocks:' to expand" in message

@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 
 MAX_DEFINITIONS = 64
 MAX_PARAMS = 32
+# Uses expanded in one analysis (repeats and nesting multiply them): each costs about 0.2 ms of CPU, so
+# a hostile spec is refused within about half a second. The bundled specs expand at most 9.
+MAX_EXPANSIONS = 2_000
 PARAM_TYPES: dict[str, Any] = {
     "channels": Channels,  # scaled by the width multiplier, as a block's Channels fields
     "int": Annotated[int, Field(ge=-MAX_VALUE, le=MAX_VALUE)],
@@ -42,7 +45,7 @@ class Param(SpecModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["channels", "int", "float", "bool", "activation"]
-    default: bool | int | float | str | None = None  # absent: the parameter is required
+    default: bool | int | float | str | None = None  # absent (or null): the parameter is required
     description: Annotated[str, Field(max_length=500)] = ""
 
 
@@ -66,6 +69,10 @@ class Body(SpecModel):
     body: BlockList
 
 
+class DefinitionError(SpecError):
+    """A problem inside a defined block's body, reported at the (outermost) use, naming the definition."""
+
+
 class DefinedBlock(MacroBlock):
     """A use of a block type defined under `blocks:`; `type` is the definition's name."""
 
@@ -85,8 +92,10 @@ class DefinedBlock(MacroBlock):
             expanded = self.expand(x)
             node = expanded.analyse(x, name, path)
         except SpecError as exc:
+            if isinstance(exc, DefinitionError):  # from a use nested in the body: keep its definition's account
+                raise DefinitionError(exc.message, self._loc, path, self.type) from None
             where = self._library.definitions[self.type].loc
-            self.fail(path, f"in block '{self.type}' defined at {where}: {exc}")
+            raise DefinitionError(f"in block '{self.type}' defined at {where}: {exc}", self._loc, path, self.type) from None
         node.block, node.expansion = self, expanded
         return node
 
@@ -120,6 +129,7 @@ class Library:
         _check_cycles(definitions)
         self.models = {name: _args_model(name, _signature(d)) for name, d in definitions.items()}
         self.sizes = {name: tree_size(d.body) for name, d in definitions.items()}
+        self.expansions_left = MAX_EXPANSIONS
 
     def use(self, raw: dict[str, Any]) -> DefinedBlock:
         """A use of a defined type, its arguments checked (a ValidationError locates the bad one)."""
@@ -132,6 +142,10 @@ class Library:
 
     def expand(self, block: DefinedBlock, x: Shape) -> Block:
         definition = self.definitions[block.type]
+        self.expansions_left -= 1
+        if self.expansions_left < 0:
+            raise SpecError(f"more than {MAX_EXPANSIONS:,} uses of blocks defined under 'blocks:' to expand (repeats and "
+                            "nesting multiply them); use fewer", definition.loc, f"blocks.{block.type}")
         budget = self.context.get("budget")
         if budget is not None:  # expansions copy their body: they share the spec's budget of values
             budget[0] -= self.sizes[block.type]
@@ -155,10 +169,6 @@ class Library:
         sequence._loc = definition.loc
         return sequence
 
-    def known(self, kind: str) -> list[str]:
-        """The fields a use of `kind` may write (for did-you-mean)."""
-        return ["type", "name", *self.definitions[kind].params] if kind in self.definitions else []
-
 
 def _check_definition(name: str, definition: Definition, builtin: Collection[str]) -> None:
     raw = definition._raw
@@ -173,7 +183,7 @@ def _check_definition(name: str, definition: Definition, builtin: Collection[str
         if param in RESERVED_PARAMS:
             raise SpecError(f"'{param}' cannot name a parameter (reserved: {', '.join(sorted(RESERVED_PARAMS))})",
                             where, f"blocks.{name}.params")
-        if "default" in spec.model_fields_set and spec.default is not None:
+        if spec.default is not None:
             try:
                 TypeAdapter(PARAM_TYPES[spec.type]).validate_python(spec.default, strict=spec.type != "float")
             except ValidationError as exc:
@@ -184,14 +194,16 @@ def _check_definition(name: str, definition: Definition, builtin: Collection[str
 def _check_cycles(definitions: dict[str, Definition]) -> None:
     """A defined block may use other defined blocks, but not itself, directly or through others."""
     uses = {name: {kind for kind, _ in _types(d.body) if kind in definitions} for name, d in definitions.items()}
+    done: set[str] = set()  # explored: no cycle runs through them (each is visited once)
 
     def visit(name: str, trail: list[str]) -> None:
-        for used in sorted(uses[name]):
+        for used in sorted(uses[name] - done):
             if used in trail:
                 cycle = " -> ".join([*trail[trail.index(used):], used])
                 where = next(loc for kind, loc in _types(definitions[name].body) if kind == used)
                 raise SpecError(f"a defined block cannot use itself: {cycle}", where, f"blocks.{name}")
             visit(used, [*trail, used])
+        done.add(name)
 
     for name in definitions:
         visit(name, [name])
@@ -216,7 +228,7 @@ def _types(template: Any) -> list[tuple[str, Any]]:
 
 
 def _signature(definition: Definition) -> tuple[tuple[str, str, bool, Any], ...]:
-    return tuple((p, s.type, "default" in s.model_fields_set, s.default) for p, s in definition.params.items())
+    return tuple((p, s.type, s.default is not None, s.default) for p, s in definition.params.items())
 
 
 @lru_cache(maxsize=256)

@@ -280,10 +280,13 @@ def fuzz_part(files: list[Path], indices: Iterable[int], seed: int, time_limit: 
 
 
 def copy_seeds(files: list[Path], folder: Path) -> list[Path]:
-    """Copy the seeds and their neighbours (the parents they extend) into `folder`; the seeds' copies."""
+    """Copy the seeds and their neighbours (the parents they extend, libraries of defined blocks in
+    subfolders such as specs/lib/) into `folder`; the seeds' copies."""
     for parent in {p.parent for p in files}:
-        for other in parent.glob("*.yaml"):
-            shutil.copy(other, folder / other.name)
+        for other in parent.rglob("*.yaml"):
+            target = folder / other.relative_to(parent)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(other, target)
     return [folder / p.name for p in files]
 
 

@@ -130,8 +130,10 @@ class _Hang(BaseException):
 def _allowed_file(file: str, path: Path, folder: Path) -> bool:
     if file.startswith(("--set ", "--variant ", "override ")):
         return True
-    # The folder's own files, links included (a case may `extends` a symlink that points elsewhere).
-    return Path(file).resolve().parent == folder.resolve() or Path(file).parent.resolve() == folder.resolve()
+    # The folder's own files and those of its subfolders (specs/lib/), links included (a case may `extends` a
+    # symlink that points elsewhere).
+    root = folder.resolve()
+    return root in Path(file).resolve().parents or root in (Path(file).parent.resolve(), *Path(file).parent.resolve().parents)
 
 
 def check_error(error: SpecError, path: Path, folder: Path) -> str:

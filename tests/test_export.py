@@ -84,8 +84,10 @@ def eager(spec: archspec.Spec, seed: int = 0, calibrate: bool = True) -> torch.n
             m.running_var.clamp_(min=1.0)
             m.momentum = momentum
             m.eval()
-        classifier = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]  # the trunk's: heads
-        spread = model(x).std().item()                                                   # come before it
+        # The trunk's classifier (heads come before it); SqueezeNet's is a conv.
+        classifier = ([m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+                      or [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)])[-1]
+        spread = model(x).std().item()
         if spread > 1.0:
             classifier.weight.div_(spread)
             if classifier.bias is not None:

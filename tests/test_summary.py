@@ -173,6 +173,8 @@ def test_activation_memory_equals_measured_on_meta(path: Path) -> None:
 ZOO = """
 name: zoo  # every block type and activation, each way the memory model treats them
 input: {channels: 3, size: 16}
+blocks:
+  duo: {params: {w: {type: channels}}, body: [{type: conv, out: = w, kernel: 1, activation: relu}, {type: conv, out: = w * 2, kernel: 3}]}
 layers:
   - {name: c1, type: conv, out: 8, kernel: 3, activation: gelu, norm: batch}
   - {name: c2, type: conv, out: 8, kernel: 3, activation: tanh}
@@ -197,6 +199,7 @@ layers:
   - {name: shuf, type: channel_shuffle, groups: 4}
   - {name: split, type: inception, branches: {a: [{type: channel_split, take: 0}], b: [{type: channel_split, take: 1}, {type: conv, out: 8, kernel: 1}]}}
   - {name: inc, type: inception, branches: {a: [], b: [{type: conv, out: 8, kernel: 3}], c: [{type: pool, op: max, kernel: 3, stride: 1, padding: 1}]}}
+  - {name: duo, type: duo, w: 8}
   - {name: se, type: se, ratio: 0.25, gate: hardsigmoid, activation: relu}
   - {name: se2, type: se, squeeze: 4, gate: sigmoid, activation: silu}
   - {name: apool, type: adaptive_pool, op: avg, output: 3}
@@ -217,7 +220,7 @@ def test_activation_memory_of_every_block_type() -> None:
     """Each rule of the memory model (in-place and out-of-place activations of every kind, a standalone
     batch norm on maps and on vectors, group and layer norm, layer scale, linear layers over channels,
     channel shuffle and split, explicit and identity shortcuts with stochastic depth, an empty
-    inception branch, both SE gates, adaptive max pooling, LRN, dropout with p=0 and p>0) against real
+    inception branch, both SE gates, a block defined in YAML, adaptive max pooling, LRN, dropout with p=0 and p>0) against real
     CPU tensors, at the tolerance of the tests above (here it is exact)."""
     spec = archspec.loads(ZOO)
     forward, saved, training_peak = measure_activations(spec, 3, torch.float32, "cpu")

@@ -110,11 +110,23 @@ def _timm_efficientnet(model: nn.Module) -> None:
             nn.init.normal_(m.weight, 0, math.sqrt(2.0 / fan_out))
 
 
+def _squeezenet(model: nn.Module) -> None:
+    """torchvision SqueezeNet: Kaiming-uniform convs, the last one (the classifier) N(0, 0.01); zero biases."""
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    for m in convs:
+        if m is convs[-1]:
+            nn.init.normal_(m.weight, mean=0.0, std=0.01)
+        else:
+            nn.init.kaiming_uniform_(m.weight)
+        if m.bias is not None:
+            nn.init.constant_(m.bias, 0)
+
+
 SCHEMES: dict[str, Callable[[nn.Module], None]] = {
     "default": _default, "resnet": _resnet, "vgg": _vgg,
     "googlenet": _truncated_normal(0.01), "inception_v3": _truncated_normal(0.1),
     "efficientnet": _efficientnet, "mobilenet": _mobilenet,
-    "timm_resnet": _timm_resnet, "timm_efficientnet": _timm_efficientnet,
+    "timm_resnet": _timm_resnet, "timm_efficientnet": _timm_efficientnet, "squeezenet": _squeezenet,
 }
 
 

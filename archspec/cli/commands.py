@@ -210,7 +210,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_schema(args: argparse.Namespace) -> int:
     from ..language.schema import editor_schema
 
-    print(json.dumps(editor_schema(), indent=2))
+    print(json.dumps(editor_schema(load(args.spec, analyse=False) if args.spec else None), indent=2))
     return 0
 
 
@@ -285,7 +285,8 @@ def parser() -> argparse.ArgumentParser:
                                   "reference each equals exactly or the source it follows (no torch)")
     c.add_argument("folders", nargs="*", metavar="FOLDER", help="folders of specs (default: the bundled specs)")
     c.add_argument("--json", action="store_true", help="machine-readable output")
-    command("schema", cmd_schema, "print the JSON Schema of the spec language (for editor autocompletion)")
+    c = command("schema", cmd_schema, "print the JSON Schema of the spec language (for editor autocompletion)")
+    c.add_argument("spec", nargs="?", metavar="SPEC", help="also list the block types this spec defines ('blocks:')")
     return p
 
 

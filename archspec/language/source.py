@@ -36,6 +36,7 @@ from typing import Any, Iterator
 import yaml
 
 from ..errors import Loc, SpecError
+from .yaml_messages import yaml_message
 
 MAX_EXTENDS_DEPTH = 32
 MAX_NODES = 250_000
@@ -122,6 +123,15 @@ def printable(text: str, limit: int = 80) -> str:
     if not text.isprintable():
         text = repr(text)[1:-1]
     return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def tree_size(node: Any) -> int:
+    """Nodes in a raw tree."""
+    if isinstance(node, dict):
+        return 1 + sum(tree_size(v) for v in node.values())
+    if isinstance(node, list):
+        return 1 + sum(tree_size(v) for v in node)
+    return 1
 
 
 def loc_of(node: Any, default: Loc) -> Loc:
@@ -325,7 +335,7 @@ def _parse_python(text: str, file: str, budget: Budget) -> Any:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         loc = Loc(file, mark.line + 1, mark.column + 1) if mark else Loc(file, 1, 1)
-        raise SpecError(_yaml_message(exc), loc) from None
+        raise SpecError(yaml_message(exc), loc) from None
     except yaml.YAMLError as exc:
         raise SpecError(f"not valid YAML: {' '.join(str(exc).split())}", Loc(file, 1, 1)) from None
     finally:
@@ -337,41 +347,6 @@ def _position(text: str, index: int, file: str) -> Loc:
     """The line and column of character `index` of `text`."""
     before = text[:index]
     return Loc(file, before.count("\n") + 1, index - (before.rfind("\n") + 1) + 1)
-
-
-# PyYAML's wording for the common mistakes, and what usually causes each.
-_YAML_HINTS = [
-    ("mapping values are not allowed here", "usually a value that contains ': ' and needs quotes, or a key indented "
-                                            "deeper than the line before"),
-    ("could not find expected ':'", "usually a line that is neither `key: value` nor `- item`, or a missing colon"),
-    ("expected ',' or ']'", "usually a '[' that is not closed or a missing comma between items"),
-    ("expected ',' or '}'", "usually a '{' that is not closed or a missing comma between entries"),
-    ("while scanning a quoted scalar", "a quote that is not closed"),
-    ("expected <block end>", "usually an indentation mistake: the keys of one mapping (and the items of one list) "
-                             "must start in the same column"),
-    ("did not find expected key", "usually an indentation mistake, or a list item without '- '"),
-    ("did not find expected '-' indicator", "the items of one list must start in the same column"),
-    ("found undefined alias", "an alias (*name) needs an anchor (&name) earlier in the file"),
-    ("that cannot start any token", "quote a value that starts with this character"),
-    ("found another document", "a spec is one YAML document: remove the '---' line"),
-]
-
-
-def _yaml_message(exc: yaml.MarkedYAMLError) -> str:
-    problem = exc.problem or str(exc)
-    if "'\\t'" in problem or "\\t" in problem:
-        return "tab character in indentation; YAML indents with spaces only"
-    if isinstance(exc, yaml.constructor.ConstructorError) and "tag" in problem:
-        tag = re.search(r"'([^']*)'", problem)
-        name = tag.group(1).replace("tag:yaml.org,2002:", "!!") if tag else "?"
-        return f"the YAML tag {name} is not allowed; a spec holds plain data only"
-    context = exc.context or ""
-    if problem.startswith(("but ", "second occurrence")) and context:  # PyYAML splits one sentence in two
-        problem = f"{context}, {problem}"
-    hint = next((text for wording, text in _YAML_HINTS if wording in problem or wording in context), "")
-    if hint == "a quote that is not closed" and exc.context_mark:
-        hint = f"a quote opened at line {exc.context_mark.line + 1} that is not closed"
-    return f"not valid YAML: {' '.join(problem.split())}" + (f" ({hint})" if hint else "")
 
 
 def unshare(node: Any, loc: Loc, plain: bool = False) -> Any:

@@ -6,10 +6,11 @@ import reprlib
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
 
 from .blocks import BLOCK_TYPES, AuxHead, BlockList, Node
-from .blocks.base import Block, PosInt, Shape, block_budget, check_unique_names, pair, residual_units
+from .blocks.base import Block, Name, PosInt, Shape, block_budget, check_unique_names, pair, residual_units
+from .blocks.defined import Definition, Library
 from .blocks.sequence import Sequence
 from ..errors import Loc, SpecError, did_you_mean
 from .init_rules import InitRules
@@ -18,9 +19,10 @@ from .scaling import Compound, ScaledField, Scaling, annotation_parts, scale_blo
 from .inherit import apply_overrides, fold, load_raw
 from .model import SpecModel
 from .source import MAX_DEFAULT_VALUES, LocDict, LocList, loc_of, parse_yaml, printable, source_budget, to_plain
+from .source import tree_size as _size
 
 INIT_SCHEMES = ("default", "resnet", "vgg", "googlenet", "inception_v3", "efficientnet", "mobilenet",
-                "timm_resnet", "timm_efficientnet")
+                "timm_resnet", "timm_efficientnet", "squeezenet")
 VARIANT_NAME = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]+$", max_length=64)]
 SPEC_NAME = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]+$", max_length=100)]
 REFERENCE = Annotated[str, Field(pattern=r"^(torchvision|timm):[A-Za-z0-9_]+$")]
@@ -50,6 +52,7 @@ class Spec(SpecModel):
     input: InputSpec
     init: Literal[INIT_SCHEMES] | InitRules = "default"  # type: ignore[valid-type]  # a preset, or rules per op kind
     defaults: dict[str, dict[str, Any]] = {}
+    blocks: dict[Name, Definition] = {}  # block types defined in YAML (validated before the layers that use them)
     layers: BlockList
     aux_heads: list[AuxHead] = []  # training-only heads; `--set aux_heads=[]` removes them
     stochastic_depth: Annotated[float, Field(ge=0, lt=1)] = 0.0  # rate k/n of residual unit k of n
@@ -65,6 +68,15 @@ class Spec(SpecModel):
     _source: Any = PrivateAttr(default=None)
     _analysis: Node | None = PrivateAttr(default=None)
     _scaled: list[ScaledField] = PrivateAttr(default_factory=list)
+
+    @field_validator("blocks", mode="wrap")
+    @classmethod
+    def _library(cls, raw: Any, handler: Any, info: ValidationInfo) -> dict[str, Definition]:
+        """The defined block types, checked and put in the context, where the layers' validation finds them."""
+        definitions = handler(raw)
+        if definitions and isinstance(raw, LocDict) and info.context is not None:
+            info.context["library"] = Library(definitions, raw, info.context, _translate, BLOCK_TYPES)
+        return definitions
 
     @model_validator(mode="after")
     def _check(self) -> "Spec":
@@ -199,7 +211,7 @@ def prepare(raw: LocDict, overrides: Overrides = None, phi: float | None = None,
 def resolve(raw: LocDict, analyse: bool = True) -> Spec:
     """Validate a raw tree into a Spec; every problem becomes a located SpecError."""
     defaults = raw.get("defaults")
-    _check_defaults(defaults)
+    _check_defaults(defaults, _defined(raw))
     defaults = defaults if isinstance(defaults, LocDict) else {}
     # Each block gets its own copy of its type's defaults: the values they add share one budget.
     context = {"defaults": defaults, "budget": [MAX_DEFAULT_VALUES], "sizes": {k: _size(v) for k, v in defaults.items()}}
@@ -214,23 +226,32 @@ def resolve(raw: LocDict, analyse: bool = True) -> Spec:
     return spec
 
 
-def _check_defaults(defaults: Any) -> None:
+def _defined(raw: Any) -> dict[str, list[str]]:
+    """{block type defined under `blocks:`: its parameters}, read from the raw tree (for messages)."""
+    blocks = raw.get("blocks") if isinstance(raw, dict) else None
+    if not isinstance(blocks, dict):
+        return {}
+    return {str(name): list(d["params"]) if isinstance(d, dict) and isinstance(d.get("params"), dict) else []
+            for name, d in blocks.items()}
+
+
+def _check_defaults(defaults: Any, defined: dict[str, list[str]]) -> None:
     if not isinstance(defaults, LocDict):
         return
     for type_name, fields in defaults.items():
         loc = defaults.loc_of(type_name)
-        if type_name not in BLOCK_TYPES:
-            raise SpecError(f"unknown block type '{printable(type_name)}'{did_you_mean(type_name, BLOCK_TYPES)}", loc,
-                            f"defaults.{printable(type_name, 64)}")
+        if type_name not in BLOCK_TYPES and type_name not in defined:
+            raise SpecError(f"unknown block type '{printable(type_name)}'{did_you_mean(type_name, [*BLOCK_TYPES, *defined])}",
+                            loc, f"defaults.{printable(type_name, 64)}")
         if not isinstance(fields, LocDict):
             raise SpecError("defaults for a block type are a mapping of its fields", loc, f"defaults.{type_name}")
-        model_fields = BLOCK_TYPES[type_name].model_fields
-        known = set(model_fields) - {"type", "name"}
+        model_fields = BLOCK_TYPES[type_name].model_fields if type_name in BLOCK_TYPES else {}
+        known = set(model_fields or defined[type_name]) - {"type", "name"}
         for field in fields:
             if field not in known:
                 raise SpecError(f"'{printable(field)}' is not a field of {type_name}{did_you_mean(field, known)}",
                                 fields.loc_of(field), f"defaults.{type_name}", type_name)
-            if _admits_composites(model_fields[field].annotation):
+            if field in model_fields and _admits_composites(model_fields[field].annotation):
                 # A default that holds blocks would be applied inside itself, without end.
                 raise SpecError(f"'{field}' holds blocks and cannot have a default; write it in each {type_name}",
                                 fields.loc_of(field), f"defaults.{type_name}", type_name)
@@ -245,15 +266,6 @@ def _admits_composites(annotation: Any) -> bool:
     return any(_block_classes(info.annotation) for cls in _block_classes(annotation) for info in cls.model_fields.values())
 
 
-def _size(node: Any) -> int:
-    """Nodes in a raw tree."""
-    if isinstance(node, dict):
-        return 1 + sum(_size(v) for v in node.values())
-    if isinstance(node, list):
-        return 1 + sum(_size(v) for v in node)
-    return 1
-
-
 def _translate(exc: ValidationError, raw: LocDict) -> SpecError:
     """The most specific pydantic error, located in the raw tree and worded for a spec author."""
     errors = exc.errors()
@@ -262,12 +274,13 @@ def _translate(exc: ValidationError, raw: LocDict) -> SpecError:
     place = _place(error, raw)
     position, block, path, field = place[:4]
     kind = str(block.get("type", "")) if block else ""
-    message = _message(error, block, kind, field) + (f" (from defaults.{kind})" if place.default else "")
+    defined = _defined(raw)
+    message = _message(error, block, kind, field, defined) + (f" (from defaults.{kind})" if place.default else "")
     if block is not None and error["type"] in ("union_tag_invalid", "union_tag_not_found") and isinstance(block, LocDict):
         position = block.loc_of("type")
     others = {_place(e, raw)[2:4] for e in errors} - {(path, field)}
     more = f" (+{len(others)} more problems)" if others else ""
-    return SpecError(message + more, position, path, kind if kind in BLOCK_TYPES else "")
+    return SpecError(message + more, position, path, kind if kind in BLOCK_TYPES or kind in defined else "")
 
 
 class _Place(NamedTuple):
@@ -336,7 +349,7 @@ def _is_block_list(node: Any) -> bool:
     return isinstance(node, LocList) and all(isinstance(item, (dict, str)) for item in node)
 
 
-def _message(error: dict[str, Any], block: Any, kind: str, field: str | None) -> str:
+def _message(error: dict[str, Any], block: Any, kind: str, field: str | None, defined: dict[str, list[str]]) -> str:
     etype, last = error["type"], str(error["loc"][-1]) if error["loc"] else ""
     tags = re.findall(r"'([^']*)'", str(error.get("ctx", {}).get("expected_tags", "")))
     if etype == "union_tag_invalid" and tags and not set(tags) & set(BLOCK_TYPES):  # not a block: an init rule
@@ -345,13 +358,13 @@ def _message(error: dict[str, Any], block: Any, kind: str, field: str | None) ->
     if etype == "union_tag_invalid":
         if isinstance(block, dict) and not isinstance(block.get("type"), str):
             return f"a block's 'type' is the name of a block type, not {_short(block.get('type'))}"
-        return (f"unknown block type '{printable(kind)}'{did_you_mean(kind, BLOCK_TYPES)} "
-                f"(known: {', '.join(sorted(BLOCK_TYPES))})")
+        return (f"unknown block type '{printable(kind)}'{did_you_mean(kind, [*BLOCK_TYPES, *defined])} "
+                f"(known: {', '.join(sorted(BLOCK_TYPES))}" + (f"; defined: {', '.join(sorted(defined))}" if defined else "") + ")")
     if etype == "union_tag_not_found":
         return f"a block needs a 'type' (one of: {', '.join(sorted(BLOCK_TYPES))})"
     if etype == "model_attributes_type" or (etype == "model_type" and block is None):
         return f"expected a mapping here, got {_short(error['input'])}"
-    fields = list(BLOCK_TYPES[kind].model_fields) if kind in BLOCK_TYPES else []
+    fields = list(BLOCK_TYPES[kind].model_fields) if kind in BLOCK_TYPES else ["type", "name", *defined.get(kind, [])]
     if etype == "extra_forbidden":
         if not kind and len(error["loc"]) == 1:
             return f"'{printable(last)}' is not a top-level key{did_you_mean(last, Spec.model_fields)}"

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Union, get_args
 
-from pydantic import BeforeValidator, Field, ValidationInfo
+from pydantic import (BeforeValidator, Field, SerializationInfo, SerializerFunctionWrapHandler, ValidationInfo,
+                      ValidatorFunctionWrapHandler, WrapSerializer, WrapValidator)
 
 from ...errors import SpecError
 from ..source import MAX_DEFAULT_VALUES, LocDict, LocList
@@ -17,6 +18,7 @@ from .bottleneck import Bottleneck
 from .channel_shuffle import ChannelShuffle
 from .channel_split import ChannelSplit
 from .conv import Conv
+from .defined import Body, DefinedBlock
 from .depthwise import Depthwise
 from .dropout import Dropout
 from .flatten import Flatten
@@ -95,11 +97,27 @@ def _prepare_list(items: Any, info: ValidationInfo) -> Any:
     return LocList(prepared, loc=items.loc, item_locs=locs) if isinstance(items, LocList) else prepared
 
 
-AnyBlock = Annotated[Union[tuple(BLOCK_CLASSES)], Field(discriminator="type")]
+def _defined_or_builtin(item: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
+    """A use of a block type the spec defines (`blocks:`, the context's library), else a built-in block."""
+    if isinstance(item, DefinedBlock):
+        return item
+    library = (info.context or {}).get("library")
+    if library is not None and isinstance(item, dict) and isinstance(item.get("type"), str) \
+            and item["type"] in library.definitions:
+        return library.use(item)
+    return handler(item)
+
+
+def _dump(item: Any, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> Any:
+    return item.dump(info.mode) if isinstance(item, DefinedBlock) else handler(item)
+
+
+AnyBlock = Annotated[Union[tuple(BLOCK_CLASSES)], Field(discriminator="type"), WrapValidator(_defined_or_builtin),
+                     WrapSerializer(_dump)]
 OneBlock = Annotated[AnyBlock, BeforeValidator(_prepare_one)]
 BlockList = Annotated[list[AnyBlock], BeforeValidator(_prepare_list)]
 
-for _cls in [*BLOCK_CLASSES, AuxHead]:
+for _cls in [*BLOCK_CLASSES, AuxHead, Body]:
     _cls.model_rebuild(_types_namespace={"BlockList": BlockList, "OneBlock": OneBlock, "AnyBlock": AnyBlock})
 
 

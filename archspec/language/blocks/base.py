@@ -128,6 +128,14 @@ class Block(SpecModel):
         """Fields that scale in this instance beyond those typed Channels / Repeats: {field: 'width' | 'depth'}."""
         return {}
 
+    def later_repetition(self) -> "Block":
+        """This block as a stage's later repetitions take it: at stride 1 (only the first one strides)."""
+        if "stride" not in type(self).model_fields:
+            return self
+        later = self.model_copy(update={"stride": 1})
+        later._loc = self._loc
+        return later
+
     def fail(self, path: str, message: str) -> NoReturn:
         raise SpecError(message, self._loc, path, self.type)
 

@@ -62,11 +62,10 @@ class Stage(Block):
                                 loc, self.name or "", self.type)
 
     def repetitions(self, path: str) -> list[tuple[str, Block]]:
-        strides = "stride" in type(self.block).model_fields
         if not self.first and not self.each:
-            later = self.block.model_copy(update={"stride": 1}) if strides else self.block
-            later._loc = self.block._loc
+            later = self.block.later_repetition()
             return [(str(i), self.block if i == 0 else later) for i in range(self.repeat)]
+        strides = "stride" in type(self.block).model_fields
         for field, values in self.each.items():
             if len(values) != self.repeat:
                 raise SpecError(f"'each.{field}' has {len(values)} values but the stage repeats {self.repeat} times "

@@ -130,8 +130,10 @@ class _Hang(BaseException):
 def _allowed_file(file: str, path: Path, folder: Path) -> bool:
     if file.startswith(("--set ", "--variant ", "override ")):
         return True
-    # The folder's own files, links included (a case may `extends` a symlink that points elsewhere).
-    return Path(file).resolve().parent == folder.resolve() or Path(file).parent.resolve() == folder.resolve()
+    # The folder's own files and those of its subfolders (specs/lib/), links included (a case may `extends` a
+    # symlink that points elsewhere).
+    root = folder.resolve()
+    return root in Path(file).resolve().parents or root in (Path(file).parent.resolve(), *Path(file).parent.resolve().parents)
 
 
 def check_error(error: SpecError, path: Path, folder: Path) -> str:
@@ -280,10 +282,13 @@ def fuzz_part(files: list[Path], indices: Iterable[int], seed: int, time_limit: 
 
 
 def copy_seeds(files: list[Path], folder: Path) -> list[Path]:
-    """Copy the seeds and their neighbours (the parents they extend) into `folder`; the seeds' copies."""
+    """Copy the seeds and their neighbours (the parents they extend, libraries of defined blocks in
+    subfolders such as specs/lib/) into `folder`; the seeds' copies."""
     for parent in {p.parent for p in files}:
-        for other in parent.glob("*.yaml"):
-            shutil.copy(other, folder / other.name)
+        for other in parent.rglob("*.yaml"):
+            target = folder / other.relative_to(parent)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(other, target)
     return [folder / p.name for p in files]
 
 

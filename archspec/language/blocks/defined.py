@@ -96,7 +96,7 @@ class DefinedBlock(MacroBlock):
                 raise DefinitionError(exc.message, self._loc, path, self.type) from None
             where = self._library.definitions[self.type].loc
             raise DefinitionError(f"in block '{self.type}' defined at {where}: {exc}", self._loc, path, self.type) from None
-        node.block, node.expansion = self, expanded
+        node.block, node.expanded = self, expanded
         return node
 
     def later_repetition(self) -> "DefinedBlock":

@@ -47,7 +47,9 @@ def test_matches_reference(path: Path) -> None:
     # Outputs: copy the reference's random weights, normalisation statistics and affine values randomised
     # (fresh ones normalise nothing; a zero-initialised last norm or a layer scale of 1e-6 hides a branch),
     # over to ours by dataflow (every tensor of ours) and compare in eval mode, relative to the largest output.
-    ref.load_state_dict({**ref.state_dict(), **randomise_norms(ref.state_dict())})
+    state = ref.state_dict()  # keeps its version metadata (MNASNet's loader reads it)
+    state.update(randomise_norms(state))
+    ref.load_state_dict(state)
     ours = ours.to_empty(device="cpu")
     report = transfer(ref, ours)
     assert report.ok and report.method == "dataflow", str(report)
@@ -66,7 +68,9 @@ def test_training_mode_matches_reference(name: str) -> None:
     same seed before each forward, training-mode outputs (batch statistics, masks and all) are equal."""
     spec = archspec.load(SPECS / f"{name}.yaml")
     ref = reference_model(spec.reference).train()
-    ref.load_state_dict({**ref.state_dict(), **randomise_norms(ref.state_dict())})  # ConvNeXt's 1e-6 layer scales too
+    state = ref.state_dict()  # keeps its version metadata (MNASNet's loader reads it)
+    state.update(randomise_norms(state))  # ConvNeXt's 1e-6 layer scales too
+    ref.load_state_dict(state)
     ours = archspec.compile(spec).train()
     assert transfer(ref, ours).ok
     x = torch.randn(4, 3, 64, 64)

@@ -57,6 +57,7 @@ class Conv(Block):
     bn_momentum: BnMomentum = 0.1
     activation: Activation = "none"
     shrinks_with_width: bool = True  # false: a width multiplier below 1 keeps `out` (MobileNetV2's last conv)
+    scales_with_width: bool = True  # false: `out` never scales (MNASNet's last conv, a classifier conv)
     init_std: InitStd | None = None  # this layer's std under the truncated-normal init schemes
 
     def padding_pair(self) -> tuple[int, int]:
@@ -69,7 +70,11 @@ class Conv(Block):
         return self.norm == "none" if self.bias is None else self.bias
 
     def scaled_value(self, field: str, base: int, scaled: int) -> int:
-        return scaled if self.shrinks_with_width or field != "out" else max(base, scaled)
+        if field != "out":
+            return scaled
+        if not self.scales_with_width:
+            return base
+        return scaled if self.shrinks_with_width else max(base, scaled)
 
     def out_channels(self, c: int) -> int:
         """Output channels at `c` input channels."""

@@ -28,7 +28,7 @@ __version__ = "0.1.0"
 
 def build(*args: Any, **kwargs: Any) -> Any:
     """`build(path_or_spec, overrides=None, weights=None, device=None, dtype=None, variant=None, phi=None,
-    mapping=None, verify=False) -> nn.Module`."""
+    mapping=None, verify=False, deploy=False) -> nn.Module`; `deploy=True`: the inference form (archspec.deploy)."""
     from .compiler import build as _build
 
     return _build(*args, **kwargs)

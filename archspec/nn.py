@@ -139,5 +139,11 @@ class Network(nn.Module):
             return (x, *(aux[head] for head in self._heads))
         return x
 
+    def drop_aux_heads(self) -> None:
+        """Remove the auxiliary heads (training only), for an inference-only form of the network."""
+        for head in self._heads:
+            delattr(self, head)
+        self._heads, self._taps = [], {}
+
     def extra_repr(self) -> str:
         return f"spec={self.spec_name!r}"

@@ -15,7 +15,7 @@ What `deploy(network)` changes, in this order:
   channels_last; `forward` converts its input the same way, and returns the output in `dtype`;
 - `forward` runs under `torch.no_grad()`, through `torch.compile` (inductor, fullgraph, a static shape) with
   freezing on (the weights become constants, so inductor folds and prepacks them; on the CPU, oneDNN convs
-  with their activation, and the residual add, as post-ops), CUDA graphs on CUDA, and max-autotune on request.
+  with their activations fused), CUDA graphs on CUDA, and max-autotune on request.
 A `Deployed` model refuses training mode. `deploy_spec(spec)` is the spec of the same network (norms off,
 conv biases on, no auxiliary heads): the standalone Python export of the deploy form is written from it.
 """

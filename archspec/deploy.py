@@ -147,7 +147,7 @@ def strip_training_only(model: Network) -> None:
         if isinstance(module, Residual):
             module.drop_rate = 0.0
     if isinstance(model, Network):
-        model.drop_aux_heads()
+        model._drop_aux_heads()
 
 
 def deploy_spec(spec: Spec) -> Spec:

@@ -139,8 +139,9 @@ class Network(nn.Module):
             return (x, *(aux[head] for head in self._heads))
         return x
 
-    def drop_aux_heads(self) -> None:
-        """Remove the auxiliary heads (training only), for an inference-only form of the network."""
+    def _drop_aux_heads(self) -> None:
+        """Remove the auxiliary heads (training only), for the deploy form. Private: a spec's layer names
+        (letters first) can never shadow it, so it adds no reserved name to the language."""
         for head in self._heads:
             delattr(self, head)
         self._heads, self._taps = [], {}

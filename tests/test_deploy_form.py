@@ -156,3 +156,20 @@ def test_export_takes_the_deploy_form(tmp_path, fmt: str) -> None:
     result = archspec.export(spec, fmt, tmp_path / f"m.{'py' if fmt == 'python' else fmt}", deploy=True)
     # The check ran the written file (the Python one with the folded state_dict, loaded strictly).
     assert result.max_abs_diff is not None and result.max_abs_diff <= 1e-4
+
+
+@pytest.mark.parametrize("args, message", [
+    (["build", "--dtype", "bf16"], "--dtype is the deploy form's weight dtype; give --deploy too"),
+    (["build", "--deploy", "-o", "x.pt"], "a checkpoint holds the trainable network; write it without --deploy"),
+    (["build", "--deploy", "--device", "meta"], "--deploy folds weights and runs the network"),
+    (["bench", "--autotune"], "--autotune applies to the deploy form; give --deploy too"),
+    (["bench", "--deploy", "--train"], "the deploy form runs inference only"),
+])
+def test_cli_refuses_what_the_deploy_form_cannot_do(args: list[str], message: str, tmp_path, monkeypatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from archspec.cli import main as run_cli
+
+    monkeypatch.chdir(tmp_path)
+    assert run_cli([args[0], str(SPECS / "resnet18.yaml"), *args[1:]]) == 1
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and not (tmp_path / "x.pt").exists()

@@ -33,7 +33,7 @@ _LAZY = {
     "diff": ("reports.diff", "diff"),               # diff(a, b, ...) -> Diff
     "diagram": ("reports.diagram", "diagram"),      # diagram(spec, detail, rankdir) -> Drawing (graphviz)
     "export": ("exports.formats", "export"),        # export(spec, "onnx"|"pt2"|"python", ...)
-    "build": ("backend.compiler", "build"),         # build(path_or_spec_or_checkpoint, ...) -> nn.Module
+    "build": ("backend.compiler", "build"),         # build(path_or_spec_or_checkpoint, ..., deploy=False) -> nn.Module
     "compile": ("backend.compiler", "compile_spec"),  # compile(spec, device, dtype) -> nn.Module
     "save": ("backend.checkpoint", "save"),         # save(model, path, force=False): an archspec checkpoint
     "load_checkpoint": ("backend.checkpoint", "load_checkpoint"),  # -> (Spec, state_dict)

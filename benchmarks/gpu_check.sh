@@ -43,7 +43,18 @@
 #   the fp32 activations of the randomly initialised net stay inside fp16's range (else SKIP, naming the
 #   range: at random init EfficientNet's activations fall to 1e-14 and ResNet-152's grow past 1e7, as
 #   torchvision's do); compiled vs eager 1e-3.
+# `bash benchmarks/gpu_check.sh deploy` runs only issue 22's deploy checks (about 7 minutes; GPU_CHECK_DEADLINE
+# defaults to 420 s there: run(command="bash benchmarks/gpu_check.sh deploy", carry=[".whl"], timeout_s=500)):
+# setup; D1. gpu_checks.py deploy (ResNet-50, MobileNet-V2: the deploy form against
+# the training form, fp32 eager to 1e-5 and bf16 compiled with freezing and CUDA graphs); D2. benchmarks/deploy.py
+# --device cuda (bf16 weights, batch 256, against torchvision compiled with bf16 autocast and channels_last;
+# ResNet-50 first, the others while the budget lasts, each about a minute and a half); D3. only with
+# GPU_CHECK_AUTOTUNE=1 and 150 s left: ResNet-50 again with max-autotune (its autotuning takes minutes).
+# Output: gpu_check.log, checks.txt, nvidia_smi.txt, deploy_cuda_<card>.txt, deploy_cuda_<card>_autotune.txt
+# (both also copied to benchmarks/results/). Dry run: GPU_CHECK_DEVICE=cpu OUT=/tmp/gpu_dry bash benchmarks/gpu_check.sh deploy
 set -uo pipefail
+MODE=${1:-all}
+[ "$MODE" = deploy ] && : "${GPU_CHECK_DEADLINE:=420}"
 START=$SECONDS
 DEADLINE=${GPU_CHECK_DEADLINE:-560}
 cd "$(dirname "$0")/.."
@@ -75,6 +86,30 @@ nvidia-smi > "$DEST/nvidia_smi.txt" 2>&1
 python3 -c "import torch, torchvision, archspec; from archspec.tools.bench import device_name; \
 print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'cuda', torch.version.cuda, device_name('$DEV'))" \
   || { echo "imports failed"; exit 1; }
+
+if [ "$MODE" = deploy ]; then
+  if [ "$DEV" = cuda ]; then DEPLOY_ARGS=""; else DEPLOY_ARGS="--batch 2 --iters 2 --warmup 1 --models resnet18"; fi
+  : > "$DEST/checks.txt"
+  step "D1. the deploy form against the training form on $DEV"
+  timeout 150 python3 benchmarks/gpu_checks.py deploy "$DEST/checks.txt" --device $DEV
+  echo "D1 exit code $?"
+  step "D2. benchmarks/deploy.py on $DEV (ours: deploy form; torchvision: compiled, at its best)"
+  TAG=$(python3 -c "import torch; print('cuda_' + '_'.join(torch.cuda.get_device_name().lower().split()) if torch.cuda.is_available() else 'cpu')")
+  timeout $(( $(left) - 10 )) python3 benchmarks/deploy.py --device $DEV --time-budget $(( $(left) - 100 )) \
+    --out "$DEST/deploy_$TAG.txt" $DEPLOY_ARGS
+  echo "D2 exit code $?"
+  step "D3. ResNet-50's deploy form with max-autotune (with 150 s left)"
+  if [ "${GPU_CHECK_AUTOTUNE:-0}" = 1 ] && [ "$(left)" -gt 150 ]; then
+    timeout $(( $(left) - 5 )) python3 benchmarks/deploy.py --device $DEV --models resnet50 --autotune \
+      --out "$DEST/deploy_${TAG}_autotune.txt" $DEPLOY_ARGS
+    echo "D3 exit code $?"
+  else
+    echo "SKIP max-autotune: GPU_CHECK_AUTOTUNE=${GPU_CHECK_AUTOTUNE:-0}, $(left) s left"
+  fi
+  [ "$DEV" = cuda ] && cp "$DEST"/deploy_cuda_*.txt "$ROOT/benchmarks/results/" 2>/dev/null
+  step "done"; cat "$DEST/checks.txt" "$DEST"/deploy_*.txt 2>/dev/null
+  exit 0
+fi
 
 step "1. every spec on $DEV: fp32 forward/backward, channels_last, bf16 and fp16 autocast"
 : > "$DEST/checks.txt"

@@ -2,10 +2,12 @@
 
     python benchmarks/gpu_checks.py specs   CHECKS [--device cuda] [--only NAME ...]
     python benchmarks/gpu_checks.py compile CHECKS [--device cuda]
+    python benchmarks/gpu_checks.py deploy  CHECKS [--device cuda]
 
 `specs`: every bundled spec (or those named): fp32 forward + backward in training mode (auxiliary heads
 included), then eval-mode channels_last, bf16 and fp16 autocast against contiguous fp32.
 `compile`: torch.compile(fullgraph=True) (inductor) of ResNet-50 and MobileNet-V2 against eager, fp32.
+`deploy`: their deploy forms (archspec/backend/deploy.py) against the training forms: fp32 eager, bf16 compiled.
 Tolerances (relative L2 error of the logits, fp32 references with TF32 off): see gpu_check.sh.
 """
 from __future__ import annotations
@@ -121,9 +123,34 @@ def check_compile(name: str, dev: torch.device, checks: Checks) -> None:
                             f"compiled in {took:.0f} s")
 
 
+def check_deploy(name: str, dev: torch.device, checks: Checks) -> None:
+    """The deploy form against the training form (eval, fp32, batch norms randomised): fp32 eager to 1e-5,
+    bf16 compiled (freezing, CUDA graphs) within bf16's tolerance."""
+    from archspec.backend.deploy import deploy
+    from archspec.backend.references import randomise_norms
+
+    torch._dynamo.reset()
+    spec = archspec.load(ROOT / "specs" / f"{name}.yaml")
+    x = torch.randn(8, *spec.input.shape, device=dev)
+    outputs = {}
+    for dtype, compile in ((torch.float32, False), (torch.bfloat16, True)):
+        torch.manual_seed(0)
+        model = archspec.build(spec, device=dev).eval()
+        state = model.state_dict()
+        state.update(randomise_norms(state))
+        model.load_state_dict(state)
+        with torch.no_grad():
+            ref = model(x)
+        outputs[dtype] = deploy(model, dtype, compile=compile)(x), ref
+    e = rel(*outputs[torch.float32])
+    checks.check(e <= 1e-5, f"{name}: deploy form (folded, channels_last) vs training form, fp32: rel {e:.1e} (<= 1e-5)")
+    e = rel(*outputs[torch.bfloat16])
+    checks.check(e <= 5e-2, f"{name}: deploy form bf16, compiled (freezing, CUDA graphs) vs fp32: rel {e:.1e} (<= 5e-2)")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("what", choices=("specs", "compile"))
+    p.add_argument("what", choices=("specs", "compile", "deploy"))
     p.add_argument("checks", type=Path, help="the checks file (appended to)")
     p.add_argument("--device", default="cuda")
     p.add_argument("--only", nargs="*", default=[], help="spec names (default: every bundled spec)")
@@ -138,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
             jobs = [(path.stem, lambda path=path: check_spec(path, dev, checks))
                     for path in sorted((ROOT / "specs").glob("*.yaml")) if not args.only or path.stem in args.only]
         else:
-            jobs = [(name, lambda name=name: check_compile(name, dev, checks)) for name in ("resnet50", "mobilenet_v2")]
+            check = check_compile if args.what == "compile" else check_deploy
+            jobs = [(name, lambda name=name: check(name, dev, checks)) for name in ("resnet50", "mobilenet_v2")]
         for name, job in jobs:
             start = time.perf_counter()
             try:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils._device import DeviceContext
@@ -13,6 +13,9 @@ from ..ir.memory import concrete, ends_fresh
 from ..ir.node import Node
 from .nn import Concat, Network, Residual, activation, sequential
 from ..language.spec import Spec, as_spec
+
+if TYPE_CHECKING:
+    from .deploy import Deployed
 
 # The in-place fills of torch's initialisers (modules' reset_parameters and torch.nn.init).
 _FILLS = frozenset({"uniform_", "normal_", "fill_", "zero_", "kaiming_uniform_", "kaiming_normal_", "trunc_normal_",
@@ -89,12 +92,13 @@ def build(spec: str | Path | Spec, overrides: dict[str, Any] | list[str] | None 
           weights: str | Path | dict[str, torch.Tensor] | None = None,
           device: str | torch.device | None = None, dtype: torch.dtype | None = None,
           variant: str | None = None, phi: float | None = None, mapping: dict[str, str] | str | Path | None = None,
-          verify: bool = False) -> Network:
+          verify: bool = False, deploy: bool = False) -> Network | Deployed:
     """Load (if given a path), compile and optionally load weights (`mapping`: where they go, see
     `archspec.backend.interop`). `verify`: check the model against the spec's reference model with the same
-    weights (`interop.verify_transfer`; a WeightsError if they differ)."""
+    weights (`interop.verify_transfer`; a WeightsError if they differ). `deploy`: the inference form,
+    batch norms folded, in `dtype`, channels_last and torch.compiled for inference (`backend.deploy`)."""
     spec = as_spec(spec, overrides, variant=variant, phi=phi)
-    model = compile_spec(spec, device, dtype)
+    model = compile_spec(spec, device, None if deploy else dtype)
     if weights is not None:
         from .interop import load_weights
 
@@ -103,4 +107,8 @@ def build(spec: str | Path | Spec, overrides: dict[str, Any] | list[str] | None 
         from .interop import verify_transfer
 
         verify_transfer(model)
+    if deploy:
+        from .deploy import deploy as deploy_form
+
+        return deploy_form(model, dtype)
     return model

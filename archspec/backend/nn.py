@@ -131,6 +131,13 @@ class Network(nn.Module):
             return (x, *(aux[head] for head in self._heads))
         return x
 
+    def _drop_aux_heads(self) -> None:
+        """Remove the auxiliary heads (training only), for the deploy form. Private: a spec's layer names
+        (letters first) can never shadow it, so it adds no reserved name to the language."""
+        for head in self._heads:
+            delattr(self, head)
+        self._heads, self._taps = [], {}
+
     def extra_repr(self) -> str:
         return f"spec={self.spec_name!r}"
 

@@ -44,6 +44,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_build(args: argparse.Namespace) -> int:
     spec = load_spec(args, args.spec)
+    if args.deploy and args.output:
+        raise ValueError("a checkpoint holds the trainable network; write it without --deploy")
+    if args.dtype and not args.deploy:
+        raise ValueError("--dtype is the deploy form's weight dtype; give --deploy too")
     if args.output:  # before the build; write_atomic checks again, atomically, when it publishes
         check_output(args.output, force=args.force, protect=[args.spec])
     import torch
@@ -53,6 +57,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     from ..backend.interop import load_weights, verify_transfer
 
     device = resolve_device(args.device, allow_meta=True)
+    if args.deploy and device.type == "meta":
+        raise ValueError("--deploy folds weights and runs the network; build it on cpu or cuda, not meta")
     check_fits(args, spec, device)  # before allocating
     start = time.perf_counter()
     model = compile_spec(spec, device)
@@ -64,7 +70,13 @@ def cmd_build(args: argparse.Namespace) -> int:
     if report and not args.json:
         print(report)
     model.eval()
-    runnable = prepare_model(model, channels_last=args.channels_last, compile=args.compile)
+    if args.deploy:  # folded, channels_last, in --dtype, compiled for inference (archspec/backend/deploy.py)
+        from ..backend.deploy import deploy, deploy_spec
+
+        model = runnable = deploy(model, args.dtype)
+        spec = deploy_spec(spec)  # the deploy form's parameters: no norms, conv biases, no auxiliary heads
+    else:
+        runnable = prepare_model(model, channels_last=args.channels_last, compile=args.compile)
     x = example_input(spec, 1, device, channels_last=args.channels_last)
     start = time.perf_counter()
     with torch.no_grad():
@@ -256,6 +268,10 @@ def parser() -> argparse.ArgumentParser:
     add_allow_large(c)
     c.add_argument("--channels-last", action="store_true", help="channels_last memory format for the forward pass")
     c.add_argument("--compile", action="store_true", help="torch.compile the model for the forward pass")
+    c.add_argument("--deploy", action="store_true", help="the inference form: batch norms folded into the convs, "
+                   "channels_last, --dtype weights, compiled with freezing (and CUDA graphs on cuda)")
+    c.add_argument("--dtype", choices=("fp32", "bf16", "fp16"),
+                   help="with --deploy: the weights' dtype (default fp32)")
     c = command("summary", cmd_summary, "per-block shapes, parameters, MACs and hyper-parameters, then totals "
                                         "and memory, from the spec alone (no torch)")
     c.add_argument("spec", metavar="SPEC")

@@ -59,6 +59,8 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     parser.add_argument("--force", action="store_true", help="replace an existing output file")
     parser.add_argument("--no-check", dest="check", action="store_false",
                         help="do not run the written file against the eager model")
+    parser.add_argument("--deploy", action="store_true",
+                        help="export the deploy form: batch norms folded into the convs, no dropout or auxiliary heads")
     add_allow_large(parser)
     return parser
 
@@ -216,7 +218,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"verified: outputs equal {spec.reference}'s within {verify_transfer(model):.2g} (relative)",
               file=sys.stderr)
     result = export(spec, args.format, out, model=model, write_weights=bool(args.weights), check=args.check,
-                    protect=protect, force=args.force)
+                    protect=protect, force=args.force, deploy=args.deploy)
     size = sum(f.stat().st_size for f in result.files)
     shape = ", ".join(["batch", *map(str, spec.input.shape)])
     extra = "".join(f", with {f}" for f in result.files[1:])

@@ -35,6 +35,10 @@ def add_bench_arguments(c: argparse.ArgumentParser) -> None:
     c.add_argument("--channels-last", action="store_true", help="model and input in torch.channels_last")
     c.add_argument("--reference", action="store_true",
                    help="also time the spec's torchvision/timm model, same process and settings, and print the ratio")
+    c.add_argument("--deploy", action="store_true",
+                   help="time ours in its deploy form (folded, channels_last, --amp as pure weights, frozen) and the "
+                        "reference at its best (compiled; on cuda, bf16 autocast and channels_last)")
+    c.add_argument("--autotune", action="store_true", help="with --deploy: inductor's max-autotune for ours")
     c.add_argument("--warmup", type=positive_int, default=3, metavar="N", help="untimed iterations per model (default 3)")
     c.add_argument("--iters", type=positive_int, default=10, metavar="N", help="timed iterations per model (default 10)")
     _threads(c)
@@ -45,11 +49,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     spec = load_spec(args)
     from ..tools.bench import BenchSettings, bench, resolve_device
 
+    if args.autotune and not args.deploy:
+        raise ValueError("--autotune applies to the deploy form; give --deploy too")
     _set_threads(args)
     device = resolve_device(args.device)
     settings = BenchSettings(device=str(device), batch=args.batch or (256 if device.type == "cuda" else 8),
-                             train=args.train, compile=args.compile, amp=args.amp,
-                             channels_last=args.channels_last, warmup=args.warmup, iters=args.iters)
+                             train=args.train, compile=args.compile,
+                             amp=args.amp or ("bf16" if args.deploy and device.type == "cuda" else None),
+                             channels_last=args.channels_last, warmup=args.warmup, iters=args.iters,
+                             deploy=args.deploy, autotune=args.autotune)
     check_fits(args, spec, device, settings.batch, training=args.train, optimizer_states=1)  # SGD with momentum
     report = bench(spec, settings=settings, reference=args.reference)
     print(report.text())

@@ -52,7 +52,8 @@ def export(spec: str | Path | Spec, format: str, output: str | Path | None = Non
            overrides: dict[str, Any] | list[str] | None = None, variant: str | None = None,
            phi: float | None = None, check: bool = True, model: nn.Module | None = None,
            write_weights: bool | None = None, protect: Iterable[str | Path] = (), force: bool = False,
-           mapping: Mapping[str, str] | str | Path | None = None, verify: bool = False) -> ExportResult:
+           mapping: Mapping[str, str] | str | Path | None = None, verify: bool = False,
+           deploy: bool = False) -> ExportResult:
     """Write `spec` (a path or a loaded Spec) in `format` (onnx, pt2, python) to `output` (default
     ./SPEC_NAME.onnx|.pt2|.py); the eval-mode network, with a dynamic batch dimension.
 
@@ -62,7 +63,8 @@ def export(spec: str | Path | Spec, format: str, output: str | Path | None = Non
     export instead. For `python`, `write_weights` (default: whether `weights` were given) also writes
     the model's state_dict beside the source as OUTPUT.pth, which the generated `build()` loads.
     `check` runs the written file on a fresh input (another batch size) against the eager model and
-    records the max abs difference. Nothing is written over the spec file or `protect`, nor over an
+    records the max abs difference. `deploy`: the deploy form (archspec.backend.deploy: batch norms folded into
+    the convs, no dropout or auxiliary heads; fp32, contiguous). Nothing is written over the spec file or `protect`, nor over an
     existing file unless `force` (archspec.files.write_atomic: atomic, no partial file)."""
     import torch
 
@@ -91,6 +93,10 @@ def export(spec: str | Path | Spec, format: str, output: str | Path | None = Non
 
         verify_transfer(model)
     model = model.eval()
+    if deploy:
+        from ..backend.deploy import deploy as deploy_form, deploy_spec
+
+        model, spec = deploy_form(model, channels_last=False, compile=False).network, deploy_spec(spec)
     if format == "python":
         result = _export_python(spec, model, out, guarded, with_weights=write_weights, check=check, force=force)
     else:

@@ -22,7 +22,7 @@ import platform
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -47,6 +47,9 @@ class BenchSettings:
                                  # reference with torch.compile's default (the code is the same without breaks)
     amp: str | None = None       # "bf16" or "fp16": torch.autocast around forward and loss
     channels_last: bool = False  # model and input in torch.channels_last
+    deploy: bool = False         # ours in its deploy form (archspec.backend.deploy; pure `amp` dtype), the reference
+                                 # at its best: compiled, and on CUDA bf16 autocast and channels_last
+    autotune: bool = False       # with deploy: inductor's max-autotune for ours
     warmup: int = 3              # untimed iterations per model (the first one compiles)
     iters: int = 10              # timed iterations per model
 
@@ -55,8 +58,22 @@ class BenchSettings:
             raise ValueError(f"amp must be one of {', '.join(AMP_DTYPES)}, not {self.amp!r}")
         if self.batch < 1 or self.iters < 1 or self.warmup < 1:
             raise ValueError("batch, iters and warmup must be at least 1")
+        if self.deploy and self.train:
+            raise ValueError("the deploy form runs inference only; time a training step without deploy")
+
+    def reference_at_best(self) -> "BenchSettings":
+        """The reference as its users run it at its best, beside our deploy form: torch.compile, and on
+        CUDA bf16 autocast (or `amp`) and channels_last."""
+        cuda = self.device.startswith("cuda")
+        return replace(self, deploy=False, autotune=False, compile=True, channels_last=cuda,
+                       amp=self.amp or ("bf16" if cuda else None))
 
     def describe(self) -> str:
+        if self.deploy:
+            ref = self.reference_at_best()
+            return (f"batch {self.batch}, inference; ours deploy form ({self.amp or 'fp32'} weights, folded, "
+                    f"channels_last, frozen{', max-autotune' if self.autotune else ''}); reference "
+                    + ", ".join(["compiled", ref.amp or "fp32"] + (["channels_last"] if ref.channels_last else [])))
         return ", ".join([f"batch {self.batch}", "training step" if self.train else "inference",
                           "compiled" if self.compile else "eager", self.amp or "fp32"]
                          + (["channels_last"] if self.channels_last else []))
@@ -293,7 +310,7 @@ def measure(models: list[tuple[str, nn.Module]], input_shape: tuple[int, ...], s
             progress: bool = True) -> list[Timing]:
     """Warm up (and compile) each model, then time them interleaved; see the module's docstring.
     The first model is ours (the one `settings.fullgraph` applies to)."""
-    runners = [_Runner(label, model, input_shape, settings, fullgraph=settings.fullgraph and i == 0)
+    runners = [_Runner(label, model, input_shape, _settings_of(settings, i), fullgraph=settings.fullgraph and i == 0)
                for i, (label, model) in enumerate(models)]
     with _Display(progress) as display:
         for r in runners:
@@ -317,6 +334,15 @@ def measure(models: list[tuple[str, nn.Module]], input_shape: tuple[int, ...], s
     return [r.timing for r in runners]
 
 
+def _settings_of(settings: BenchSettings, index: int) -> BenchSettings:
+    """Model `index`'s settings: with deploy, ours (0) compiles and converts its input itself and is fed
+    the reference's input; the reference runs at its best."""
+    if not settings.deploy:
+        return settings
+    ref = settings.reference_at_best()
+    return ref if index else replace(ref, compile=False, amp=None)
+
+
 def bench(spec: str | Path | Spec, overrides: dict[str, Any] | list[str] | None = None, *,
           settings: BenchSettings = BenchSettings(), reference: bool = False, variant: str | None = None,
           phi: float | None = None, progress: bool = True, seed: int = 0) -> BenchReport:
@@ -325,16 +351,22 @@ def bench(spec: str | Path | Spec, overrides: dict[str, Any] | list[str] | None 
     from ..backend.compiler import compile_spec
 
     torch.manual_seed(seed)
-    models: list[tuple[str, nn.Module]] = [(f"archspec {spec.name}", compile_spec(spec))]
+    ours = compile_spec(spec)
+    trainable = sum(p.numel() for p in ours.parameters())  # the deploy form folds the norms' away
+    if settings.deploy:
+        from ..backend.deploy import deploy
+
+        ours = deploy(ours, settings.amp, compile=True, autotune=settings.autotune)
+    models: list[tuple[str, nn.Module]] = [(f"archspec {spec.name}" + (" deploy" if settings.deploy else ""), ours)]
     notes = []
     if reference:
         if not spec.reference:
             raise ValueError(f"spec {spec.name} names no reference model (its `reference:` field)")
         ref = reference_model(spec.reference)
         models.append((spec.reference, ref))
-        ours, theirs = (sum(p.numel() for p in m.parameters()) for _, m in models)
-        if ours != theirs:
-            notes.append(f"parameter counts differ ({ours:,} vs {theirs:,}): the overrides changed the network, "
+        theirs = sum(p.numel() for p in ref.parameters())
+        if trainable != theirs:
+            notes.append(f"parameter counts differ ({trainable:,} vs {theirs:,}): the overrides changed the network, "
                          "so the ratio compares different models")
     timings = measure(models, tuple(spec.input.shape), settings, progress)
     return BenchReport(spec.name, settings, device_name(settings.device), tuple(spec.input.shape), timings, notes)

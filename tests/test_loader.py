@@ -210,9 +210,11 @@ def test_a_layer_that_is_not_a_block_is_named_by_its_index() -> None:
 
 
 def test_family_entry_points_resolve_to_a_member() -> None:
-    """efficientnet.yaml is B0 and inception.yaml is GoogLeNet: the per-spec checks that take seconds
-    (export, dynamo, references) run once for each such pair (conftest.ALIASES)."""
-    assert ALIASES == {"efficientnet_b0": "efficientnet", "inception": "googlenet"}
+    """A family base is its default member (efficientnet.yaml is B0, convnext.yaml ConvNeXt-T, ...) and
+    inception.yaml is GoogLeNet: the per-spec checks that take seconds (export, dynamo, references) run once
+    for each such pair (conftest.ALIASES)."""
+    assert ALIASES == {"efficientnet_b0": "efficientnet", "inception": "googlenet", "convnext_tiny": "convnext",
+                       "mnasnet1_0": "mnasnet", "shufflenet_v2_x1_0": "shufflenet_v2"}
     for alias, name in ALIASES.items():
         a, b = archspec.load(SPECS / f"{alias}.yaml"), archspec.load(SPECS / f"{name}.yaml")
         assert a.name != b.name and (a.params, a.macs, a.output_shape) == (b.params, b.macs, b.output_shape)

@@ -37,7 +37,7 @@ _DTYPES = {"fp32": ("fp32", 4), "float32": ("fp32", 4), "float": ("fp32", 4),
            "bf16": ("bf16", 2), "bfloat16": ("bf16", 2),
            "fp16": ("fp16", 2), "float16": ("fp16", 2), "half": ("fp16", 2)}
 DTYPES = ("fp32", "bf16", "fp16")
-INDEX_BYTES, _STAT = 8, 4  # int64 (pooling indices, num_batches_tracked); batch-norm statistics stay fp32 in bf16/fp16 models
+INDEX_BYTES, STAT_BYTES = 8, 4  # int64 (pooling indices, num_batches_tracked); batch-norm statistics stay fp32 in bf16/fp16 models
 
 
 def dtype_size(dtype: str) -> tuple[str, int]:
@@ -59,10 +59,11 @@ def _numel(shape: Shape) -> int:
 class Tensor:
     """A tensor of the symbolic run: its bytes, its references, whether autograd keeps it."""
 
-    __slots__ = ("nbytes", "refs", "saved")
+    __slots__ = ("nbytes", "refs", "saved", "nhwc")
 
     def __init__(self, nbytes: int) -> None:
         self.nbytes, self.refs, self.saved = nbytes, 1, False
+        self.nhwc = False  # laid out channels-last (what a layer norm or linear over channels leaves)
 
 
 def concrete(node: Node) -> Any:
@@ -143,6 +144,8 @@ class MemoryReplay:
             out = self.concat(node, x)
         else:
             out = block.replay(self, node, x)
+            if out is not x:  # a new tensor (a view keeps its base's layout)
+                out.nhwc = block.output_layout(node, x.nhwc)
         self.where = outer
         return out
 
@@ -169,6 +172,7 @@ class MemoryReplay:
         skip = self.run(shortcut, x) if shortcut is not None else self.ref(x)
         if not (body and ends_fresh(body[-1])):  # out of place: a new tensor for the sum
             total = self.new(n)
+            total.nhwc = out.nhwc
             self.drop(out)
             out = total
         self.drop(skip)
@@ -178,6 +182,7 @@ class MemoryReplay:
     def concat(self, node: Node, x: Tensor) -> Tensor:
         outs = [self.run(branch, x) for branch in node.children]  # torch.cat([branch(x) for ...])
         y = self.new(_numel(node.out_shape))
+        y.nhwc = all(o.nhwc for o in outs)  # torch.cat keeps channels-last when every part has it
         for o in outs:
             self.drop(o)
         return y
@@ -204,7 +209,7 @@ class MemoryReplay:
     def batchnorm(self, x: Tensor, n: int, channels: int) -> Tensor:
         y = self.new(n)
         if self.training:  # its input, and the batch mean and inverse std per channel (fp32)
-            stats = self.new(2 * channels, _STAT, per_sample=False)
+            stats = self.new(2 * channels, STAT_BYTES, per_sample=False)
             self.keep(x, stats)
             self.drop(stats)
         return y

@@ -110,6 +110,11 @@ class Block(SpecModel):
         run.keep(x)
         return y
 
+    def output_layout(self, node: Node, nhwc: bool) -> bool:
+        """Whether this leaf's output is laid out channels-last, given its input's layout: as its input by
+        default (convs, norms and elementwise ops follow their input's memory format)."""
+        return nhwc
+
     def fresh_output(self, node: Node) -> bool:
         """Whether this leaf's module returns a new tensor that its own backward does not read, so that
         nn.Residual may add the shortcut into it in place (`ir.memory.ends_fresh`)."""

@@ -32,6 +32,9 @@ class ChannelShuffle(Block):
     def replay(self, run: "MemoryReplay", node: Node, x: "Tensor") -> "Tensor":
         return run.new(prod(node.out_shape))  # the copy `contiguous` makes; its backward reads nothing
 
+    def output_layout(self, node: Node, nhwc: bool) -> bool:
+        return False  # `contiguous` after the transpose
+
     def source(self, node: Node) -> Expr:
         return CHANNEL_SHUFFLE(groups=self.groups)
 

@@ -10,6 +10,8 @@ from pydantic import Field
 from ...ir.expr import REQUIRED, Constructor, Expr, backend_class
 from .base import Block, Node, Shape
 
+from ...ir.memory import STAT_BYTES
+
 if TYPE_CHECKING:
     from torch import nn
 
@@ -33,16 +35,22 @@ class LayerNorm(Block):
     def replay(self, run: "MemoryReplay", node: Node, x: "Tensor") -> "Tensor":
         n = prod(node.out_shape)
         positions = prod(node.in_shape[1:])
-        # On a map, layer_norm runs on the channels-last view: the kernel copies it to a contiguous tensor.
-        copy = run.new(n) if len(node.in_shape) == 3 else None
+        # On a map, layer_norm runs on the channels-last view, which the kernel copies to a contiguous tensor
+        # unless the map is laid out channels-last already (the output of a previous layer norm or linear).
+        copy = run.new(n) if len(node.in_shape) == 3 and not x.nhwc else None
         y = run.new(n)
-        mean, rstd = run.new(positions), run.new(positions)  # per position, kept for backward with the input
+        # per position, kept for backward with the input; fp32 in a bf16/fp16 model on CUDA (and on meta), as
+        # batch norm's statistics (CPU keeps the model's dtype: a few bytes per position less than this says)
+        mean, rstd = run.new(positions, STAT_BYTES), run.new(positions, STAT_BYTES)
         if copy is not None:
             run.drop(copy)
         run.keep(x, mean, rstd)
         run.drop(mean)
         run.drop(rstd)
         return y
+
+    def output_layout(self, node: Node, nhwc: bool) -> bool:
+        return len(node.in_shape) == 3 or nhwc  # the channels-last result, viewed as (N, C, H, W)
 
     def fresh_output(self, node: Node) -> bool:
         return len(node.in_shape) == 1

@@ -48,12 +48,16 @@ class Linear(Block):
     def replay(self, run: "MemoryReplay", node: Node, x: "Tensor") -> "Tensor":
         if self.over == "features":
             return super().replay(run, node, x)
-        # matmul folds the channels-last view of the map into a contiguous (positions, channels) copy
-        copy = run.new(prod(node.in_shape))
+        # matmul folds the channels-last view of the map into (positions, channels): a copy, unless the map is
+        # laid out channels-last already (then autograd keeps the input itself)
+        copy = run.new(prod(node.in_shape)) if not x.nhwc else run.ref(x)
         y = run.new(prod(node.out_shape))
         run.keep(copy)
         run.drop(copy)
         return y
+
+    def output_layout(self, node: Node, nhwc: bool) -> bool:
+        return self.over == "channels" or nhwc
 
     def source(self, node: Node) -> Expr:
         constructor = CHANNEL_LINEAR if self.over == "channels" else LINEAR

@@ -362,3 +362,24 @@ def test_export_and_predict_verify(resnet18_file: Path, tmp_path: Path, capsys: 
     assert main(["predict", str(SPECS / "resnet18.yaml"), "--weights", str(resnet18_file), str(tmp_path / "a.png"),
                  "--map", str(tmp_path / "map.yaml"), "--verify"]) == 1
     assert "verify failed" in capsys.readouterr().err
+
+
+def test_timm_convnext_weights_fit_the_torchvision_shaped_spec() -> None:
+    """timm's ConvNeXt-T (LayerNorm2d stem and downsampling, channels-last LayerNorm and Mlp in the blocks, a
+    per-channel `gamma` of shape (C,)) goes into specs/convnext_tiny.yaml, written after torchvision's (whose
+    `layer_scale` is (C, 1, 1)): paired by dataflow, the lone tensors reshaped, the same outputs."""
+    import timm
+
+    ref = timm.create_model("convnext_tiny", pretrained=False).eval()
+    state = ref.state_dict()
+    state.update(randomise_norms(state))  # the 1e-6 gammas would hide every block
+    ref.load_state_dict(state)
+    ours = archspec.build(SPECS / "convnext_tiny.yaml").eval()
+    report = transfer(ref, ours, input_shape=(3, 64, 64))
+    assert report.ok and report.method == "dataflow" and report.values == sum(t.numel() for t in state.values())
+    assert ("stage1.0.layer_scale.gamma", "stages.0.blocks.0.gamma") in report.transferred
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected, got = ref(x), ours(x)
+    assert (got - expected).abs().max().item() <= 1e-4 * expected.abs().max().item()
+    assert verify_transfer(ours, ref, input_shape=(3, 64, 64)) <= 1e-4

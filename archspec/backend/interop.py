@@ -99,7 +99,9 @@ LONE = "*"
 
 def _signature(group: Mapping[str, torch.Tensor]) -> tuple[tuple[str, tuple[int, ...]], ...]:
     tensors = [(role, tuple(t.shape)) for role, t in group.items() if role != COUNTER]
-    return ((LONE, tensors[0][1]),) if len(tensors) == 1 else tuple(sorted(tensors))
+    if len(tensors) == 1:  # its size-1 dimensions are layout, not data (timm's gamma (C,), torchvision's (C, 1, 1))
+        return ((LONE, tuple(d for d in tensors[0][1] if d != 1)),)
+    return tuple(sorted(tensors))
 
 
 def _roles(group: Mapping[str, torch.Tensor]) -> tuple[str, ...]:
@@ -328,7 +330,7 @@ def _check(ours: Groups, theirs: Groups, pairs: Pairs, report: TransferReport) -
         for role, theirs_role in _role_pairs(mine, yours):
             tensor = mine[role]
             _check_dtype(_key(t, theirs_role), yours[theirs_role], _key(o, role), tensor)
-            fitting.append((tensor, yours[theirs_role]))
+            fitting.append((tensor, yours[theirs_role].reshape(tensor.shape)))
             report.transferred.append((_key(o, role), _key(t, theirs_role)))
             report.values += tensor.numel()
     paired_ours, paired_theirs = {o for o, _ in pairs}, {t for _, t in pairs}
@@ -446,7 +448,8 @@ def verify_transfer(model: nn.Module, reference: str | nn.Module | None = None, 
     if source is None or report is None:
         ours.update(randomise_norms(ours, seed))
         our_groups, their_groups = _groups(ours), _groups(module.state_dict())
-        theirs = {_key(t, q): our_groups[o][r] for o, t in _by_dataflow(module, model, shape, origin)
+        theirs = {_key(t, q): our_groups[o][r].reshape(their_groups[t][q].shape)
+                  for o, t in _by_dataflow(module, model, shape, origin)
                   for r, q in _role_pairs(our_groups[o], their_groups[t])}
     else:
         theirs = _fp32_cpu(source)

@@ -251,7 +251,10 @@ class Draw:
         return self.pick([g for g in (1, 2, 3, 4) if channels % g == 0])
 
     def b_group_norm(self, x: Shape, *_: Any) -> tuple[dict, Shape]:
-        return self.options({"type": "group_norm", "groups": self.divisor_of(x[0])}, eps=lambda: 1e-3), x
+        if prod(x) == 1:  # one value: no group holds more (archspec refuses it, as torch does at batch 1)
+            return {"type": "dropout"}, x
+        groups = self.pick([g for g in (1, 2, 3, 4) if x[0] % g == 0 and x[0] // g * prod(x[1:]) > 1])
+        return self.options({"type": "group_norm", "groups": groups}, eps=lambda: 1e-3), x
 
     def b_layer_norm(self, x: Shape, *_: Any) -> tuple[dict, Shape]:
         return self.options({"type": "layer_norm"}, eps=lambda: self.pick([1e-6, 1e-3])), x

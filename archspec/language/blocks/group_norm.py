@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import Field
 
 from ...ir.expr import REQUIRED, Constructor, Expr
-from .base import Block, Node, PosInt, Shape
+from .base import Block, Node, PosInt, Shape, fmt_shape
 
 if TYPE_CHECKING:
     from torch import nn
@@ -28,6 +28,9 @@ class GroupNorm(Block):
     def infer(self, x: Shape, path: str) -> tuple[Shape, int, int]:
         if x[0] % self.groups:
             self.fail(path, f"groups={self.groups} must divide the input's {x[0]} channels")
+        if x[0] // self.groups * prod(x[1:]) == 1:
+            self.fail(path, f"each of the {self.groups} groups holds one value of the {fmt_shape(x)} input, which "
+                            "normalising turns into the bias alone (torch refuses it at batch 1); use fewer groups")
         return x, 2 * x[0], 0
 
     def hyper(self) -> str:

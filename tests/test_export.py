@@ -1,7 +1,7 @@
 """Export: for every bundled spec, the ONNX file (run in onnxruntime), the torch.export program (.pt2) and
 the generated standalone PyTorch file (imported in a process where archspec cannot be imported) give the
-eager model's outputs (once per network: conftest.ALIASES names the specs that resolve to another's).
-Plus the `export` command: default paths, weights, never writing over its inputs.
+eager model's outputs, for the smallest network of each family (conftest.REPRESENTATIVES: the other
+members run the same code at other depths and widths). Plus the `export` command: default paths, weights, never writing over its inputs.
 
 Each spec runs at the smallest input size (of a few) that keeps its parameters and output: the formats do
 not depend on the resolution, and tracing and ONNX conversion are the cost here, not the convolutions."""
@@ -25,21 +25,20 @@ from archspec.cli import main as cli_main
 from archspec.errors import SpecError
 from archspec.export import (ExportError, example_input, export_program, python_source, run_onnx, run_pt2,
                              save_onnx)
-from conftest import NETWORKS, ROOT, SPECS, background_result
+from conftest import REPRESENTATIVES, ROOT, SPECS, background_result
 
 TOLERANCE = 1e-4
 SIZES = (32, 64, 96, 128, 160, 192, 224, 256, 299)
 # Not marked slow. ONNX/.pt2 (5-30 s a network on 2 cores): LRN, groups, flatten + linear; basic blocks;
-# inception_v1 and auxiliary heads; mbconv, SE, hardswish. The rest of the library is marked slow.
-FAST_FORMATS = {"alexnet_original", "resnet18", "googlenet", "mobilenet_v3_large"}
-# The generated Python file (1-5 s): also bottleneck + SE + groups, nested inceptions, depthwise,
-# stochastic depth, batch norm, pass-through branches.
-FAST_PYTHON = FAST_FORMATS | {"se_resnext50_32x4d", "inception_v3", "mobilenet_v1", "efficientnet_b0", "vgg11_bn",
-                              "inception_bn", "resnet50"}
+# inception_v1 and auxiliary heads; mbconv, SE, hardswish. The other families are marked slow.
+FAST_FORMATS = {"alexnet_original", "resnet18", "googlenet", "mobilenet_v3_small"}
+# The generated Python file (1-5 s): also bottleneck + SE, nested inceptions, depthwise, stochastic depth,
+# pass-through branches.
+FAST_PYTHON = FAST_FORMATS | {"se_resnet50", "inception_v3", "mobilenet_v1", "efficientnet", "inception_bn", "resnet50"}
 
 
 def spec_params(fast: set[str]) -> list[Any]:
-    return [pytest.param(p, id=p.stem, marks=[] if p.stem in fast else [pytest.mark.slow]) for p in NETWORKS]
+    return [pytest.param(p, id=p.stem, marks=[] if p.stem in fast else [pytest.mark.slow]) for p in REPRESENTATIVES]
 
 
 @functools.lru_cache(maxsize=None)
@@ -92,7 +91,7 @@ def eager(spec: archspec.Spec, seed: int = 0, calibrate: bool = True) -> torch.n
     return model
 
 
-# -- ONNX and torch.export, every spec -------------------------------------------------------------------
+# -- ONNX and torch.export, every family -------------------------------------------------------------------
 # Tracing and converting dominate (seconds per network, minutes for the library), so the checks run in
 # the background from the start of the session (conftest.py's background jobs), each test waiting for its own.
 
@@ -143,7 +142,7 @@ def test_onnx_and_pt2_match_the_eager_model(path: Path) -> None:
     assert result["onnx"] <= TOLERANCE, f"onnxruntime differs by {result['onnx']:.3g} (outputs up to {result['scale']:.3g})"
 
 
-# -- the standalone Python file, every spec -----------------------------------------------------------
+# -- the standalone Python file, every family -----------------------------------------------------------
 
 WORKER = r'''
 import importlib.abc, importlib.util, json, sys

@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 # Idle OpenMP threads sleep instead of spinning. The suite computes in several processes at once (this one,
 # the background workers below, the CLI and torchrun subprocesses), and a torch thread that spins while it
 # waits takes the core another process computes on: three processes of two threads on 2 cores ran a
-# ResNet-18 forward 7x slower than with passive waiting. OpenMP reads it when torch is loaded, which is after this file (it imports no torch);
+# ResNet-18 forward 7x slower than with passive waiting. OpenMP reads it when torch is loaded, which is after this line;
 # the workers and the subprocesses (the CLI, torchrun) inherit it.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -49,9 +50,46 @@ def _aliases() -> dict[str, str]:
 ALIASES = _aliases()
 NETWORKS = [p for p in ALL_SPECS if p.stem not in ALIASES]
 REFERENCED = [p for p in NETWORKS if archspec.load(p, analyse=False).reference]
+
+
+def _origin(path: Path) -> str:
+    """The module that defines the spec's reference model (torchvision.models.resnet), else the spec that
+    roots its `extends` chain."""
+    reference = archspec.load(path, analyse=False).reference
+    if reference:
+        package, name = reference.split(":")
+        if package == "torchvision":
+            import torchvision
+
+            return torchvision.models.get_model_builder(name).__module__
+        import timm
+
+        return timm.models.model_entrypoint(name).__module__
+    while parent := yaml.safe_load(path.read_text()).get("extends"):
+        path = path.parent / parent
+    return path.stem
+
+
+def _families() -> dict[tuple[str, frozenset[str]], list[Path]]:
+    """{(origin, the block types the network uses): its networks, smallest first}: the members of a family
+    run the same code, at other depths and widths (RegNet's fifteen, ResNet-50 to -152)."""
+    nodes = {path: [node.type for node in archspec.load(path).analyse().walk()] for path in NETWORKS}
+    families: dict[tuple[str, frozenset[str]], list[Path]] = {}
+    for path in sorted(NETWORKS, key=lambda p: (len(nodes[p]), p.stem)):
+        families.setdefault((_origin(path), frozenset(nodes[path])), []).append(path)
+    return families
+
+
+# The checks that take seconds per network and test code rather than figures (every export format, dynamo,
+# the CLI per spec) run on the smallest network of each family: a new member costs only its figures and
+# parity (params, MACs, shapes, outputs against its reference), which run for every spec.
+FAMILIES = _families()
+REPRESENTATIVES = sorted((members[0] for members in FAMILIES.values()), key=lambda p: p.stem)
+
 # Specs whose reference takes seconds to build and run at full size on 2 cores.
 HEAVY = {"vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn",
-         "resnet152", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2"}
+         "resnet152", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2",
+         "convnext_base", "convnext_large"}
 
 
 def spec_params(paths: list[Path]) -> list:
@@ -91,7 +129,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     global _pool
     jobs = _background_items(session)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    if os.environ.get("PYTEST_XDIST_WORKER") or cores < 2 or len(jobs) < 2:
+    if session.config.option.collectonly or os.environ.get("PYTEST_XDIST_WORKER") or cores < 2 or len(jobs) < 2:
         return
     _one_thread()
     _pool = ProcessPoolExecutor(cores - 1, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread)

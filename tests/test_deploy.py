@@ -239,7 +239,7 @@ def test_torchvision_resnet50_state_dict_file(tmp_path: Path, capsys: pytest.Cap
 
     model = archspec.build(SPECS / "resnet50.yaml", weights=path).eval()
     assert model.transfer_report.ok and len(model.transfer_report.transferred) == len(reference.state_dict())
-    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))  # predict below runs at 224
     with torch.no_grad():
         assert (model(x) - reference(x)).abs().max().item() <= 1e-4
 

@@ -1,4 +1,4 @@
-"""GPU-readiness on the CPU: one dynamo graph per spec, inductor, channels_last and bf16 autocast.
+"""GPU-readiness on the CPU: one dynamo graph per family, inductor, channels_last and bf16 autocast.
 
 Tolerances (relative L2 error of the logits, ||y - y_fp32|| / ||y_fp32||, which does not depend on the
 scale of the outputs; randomly initialised nets in eval mode give logits from 1e-13 to 1e11):
@@ -24,7 +24,7 @@ import torch
 import archspec
 from archspec.tools.bench import explain_graphs
 from archspec.language.blocks.base import Node
-from conftest import NETWORKS, SPECS, background_result
+from conftest import NETWORKS, REPRESENTATIVES, SPECS, background_result
 
 EXPLAIN_SIZE = 64  # small inputs where the net allows them; else the spec's own size
 
@@ -58,7 +58,7 @@ def _traced_in_training() -> set[str]:
     """Smallest first, each spec with a training path that no smaller spec has."""
     seen: set[tuple[str, bool, bool]] = set()
     chosen = set()
-    roots = {path.stem: archspec.load(path).analyse() for path in NETWORKS}
+    roots = {path.stem: archspec.load(path).analyse() for path in REPRESENTATIVES}
     for name in sorted(roots, key=lambda name: (sum(1 for _ in roots[name].walk()), name)):
         if not (paths := training_paths(roots[name])) <= seen:
             chosen.add(name)
@@ -66,8 +66,8 @@ def _traced_in_training() -> set[str]:
     return chosen
 
 
-# Eval mode is traced for every network; training mode for the specs that, between them, run every
-# training path (12 of 39): a deeper member of a family runs the same code as its smallest one.
+# Eval mode is traced for the smallest network of each family (conftest.REPRESENTATIVES: a deeper member runs
+# the same code); training mode for those that, between them, run every training path of every network.
 TRAINED = _traced_in_training()
 BACKGROUND_TEST = "test_one_graph_no_breaks"
 
@@ -81,7 +81,7 @@ def background_job(path: Path) -> Callable[[], dict[str, tuple[int, int, list[st
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("path", NETWORKS, ids=[p.stem for p in NETWORKS])
+@pytest.mark.parametrize("path", REPRESENTATIVES, ids=[p.stem for p in REPRESENTATIVES])
 def test_one_graph_no_breaks(path: Path) -> None:
     """Eval mode; train mode (auxiliary heads, dropout, stochastic depth, batch norm) where TRAINED says."""
     result = background_result(__name__, path)

@@ -80,9 +80,9 @@ def export(spec: str | Path | Spec, format: str, output: str | Path | None = Non
     write_weights = weights is not None if write_weights is None else write_weights
     check_targets(format, out, write_weights, guarded, force=force)
     report = None
-    if model is None:
-        from ..backend.compiler import compile_spec, example_input
+    from ..backend.compiler import compile_spec, example_input
 
+    if model is None:
         model = compile_spec(spec)
     if weights is not None:
         from ..backend.interop import load_weights

@@ -34,10 +34,10 @@ BnMomentum = Annotated[float, Field(gt=0, le=1)]
 InitStd = Annotated[float, Field(gt=0, le=10)]
 
 # Analysis budget: repeats multiply (a stage of 10,000 holding a stage of 10,000 is 10^8 blocks), so one
-# analysis visits at most MAX_BLOCKS blocks (at ~30 us each, well under a second); the largest bundled
-# spec (EfficientNet-B7) has under 300. No shape dimension may exceed MAX_DIM (2^40), which keeps every
+# analysis visits at most MAX_BLOCKS blocks (at 30-60 us each with the validation of macro expansions, well
+# under a second); the largest bundled spec (EfficientNet-B7) has under 300. No shape dimension may exceed MAX_DIM (2^40), which keeps every
 # later computation exact and finite.
-MAX_BLOCKS = 20_000
+MAX_BLOCKS = 10_000
 MAX_DIM = 2 ** 40
 _BUDGET: ContextVar[list[int] | None] = ContextVar("archspec_block_budget", default=None)
 
@@ -154,10 +154,13 @@ class Block(SpecModel):
         """This block (and the blocks it holds) located at `loc`: used by macro blocks."""
         self._loc = loc
         for value in self.__dict__.values():
-            for item in value.values() if isinstance(value, dict) else [value]:  # a dict: inception branches
-                for block in item if isinstance(item, list) else [item]:
-                    if isinstance(block, Block):
-                        block.located(loc)
+            if isinstance(value, Block):
+                value.located(loc)
+            elif isinstance(value, (list, dict)):  # a list of blocks, or inception branches (lists of blocks)
+                for item in value.values() if isinstance(value, dict) else value:
+                    for block in item if isinstance(item, list) else (item,):
+                        if isinstance(block, Block):
+                            block.located(loc)
         return self
 
 

@@ -13,6 +13,7 @@ import pytest
 
 import archspec
 from archspec.language.blocks import BLOCK_CLASSES, AuxHead
+from archspec.language.blocks.base import MAX_BLOCKS
 from archspec.language.blocks.base import NamedPath, Node, fmt_shape
 from archspec.reports.diagram import COLOURS, DETAILS, MAX_BRANCHES, MAX_NODES, MAX_REPEATS, PLAIN, Drawing, diagram, render
 from conftest import ALL_SPECS, ROOT, SPECS
@@ -269,13 +270,14 @@ def test_a_3000_branch_inception_is_drawn_with_the_rest_elided(tmp_path: Path) -
     assert sorted(p.name for p in tmp_path.iterdir()) == ["wide.svg", "wide.yaml"]
 
 
-def test_a_19999_block_network_at_layer_detail_is_drawn_with_the_rest_elided(tmp_path: Path) -> None:
+def test_a_network_at_the_block_budget_at_layer_detail_is_drawn_with_the_rest_elided(tmp_path: Path) -> None:
+    first, second = MAX_BLOCKS // 2, MAX_BLOCKS // 2 - 5  # with the stem and the stages: just under the budget
     spec = write_spec(tmp_path, "deep", "layers:\n  - {name: stem, type: conv, out: 4, kernel: 1}\n"
-                      "  - {name: s1, type: stage, repeat: 10000, block: {type: conv, out: 4, kernel: 1}}\n"
-                      "  - {name: s2, type: stage, repeat: 9995, block: {type: conv, out: 4, kernel: 1}}\n")
+                      f"  - {{name: s1, type: stage, repeat: {first}, block: {{type: conv, out: 4, kernel: 1}}}}\n"
+                      f"  - {{name: s2, type: stage, repeat: {second}, block: {{type: conv, out: 4, kernel: 1}}}}\n")
     drawing = diagram(archspec.load(spec), "layer")
-    assert drawing.elided == [f"… {10000 - MAX_REPEATS:,} more repetitions of conv (not drawn)",
-                              f"… {9995 - MAX_REPEATS:,} more repetitions of conv (not drawn)"]
+    assert drawing.elided == [f"… {first - MAX_REPEATS:,} more repetitions of conv (not drawn)",
+                              f"… {second - MAX_REPEATS:,} more repetitions of conv (not drawn)"]
     result = run_cli("diagram", str(spec), "--detail", "layer", cwd=tmp_path)
     assert result.returncode == 0 and result.stderr == "", result.stderr
     assert svg_counts((tmp_path / "deep.svg").read_text())["node"] == drawing.nodes + 1 <= MAX_NODES

@@ -1,7 +1,6 @@
 """Shared helpers: the bundled specs and the live reference models they reproduce."""
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import sys
@@ -24,14 +23,14 @@ SPECS = ROOT / "specs"
 sys.path.insert(0, str(ROOT))
 
 import archspec  # noqa: E402
+from archspec.reports.catalogue import network_key  # noqa: E402
 
 ALL_SPECS = sorted(SPECS.glob("*.yaml"))
 
 
 def _network(path: Path) -> str:
-    """The network a spec resolves to, whatever its file, name, variant and reference say."""
-    spec = archspec.load(path, analyse=False)
-    return json.dumps(spec.model_dump(mode="json", exclude={"name", "reference", "variant"}), sort_keys=True)
+    """The network a spec resolves to, whatever its file, name, variant and reference say (as `cli.py list`)."""
+    return network_key(archspec.load(path, analyse=False))
 
 
 def _aliases() -> dict[str, str]:

@@ -13,6 +13,7 @@ from collections import Counter, OrderedDict
 from typing import Any
 
 from ..ir.activations import activation_expr
+from ..ir.memory import concrete
 from ..ir.expr import IDENTITY, REQUIRED, Call, Constructor, Lit, Prelude, Ref, Seq
 from ..language.blocks.base import MacroBlock, Node, fmt_shape
 from .pycode import (DROP_PATH, FILE_NAMES, Body, ClassDef, ExportError, Hole, _camel, _checked_identifier, _doc_text,
@@ -102,7 +103,7 @@ class _SourceWriter:
 
     def body(self, node: Node) -> Body:
         if node.form == "residual":
-            residual = node.block.expand_node(node) if isinstance(node.block, MacroBlock) else node.block
+            residual = concrete(node)  # the residual block, as a macro block expands it
             layers, shortcut = node.residual_parts()
             body = tuple((c.name, self.expr(c)) for c in layers)
             return Body("residual", body, self.expr(shortcut) if shortcut else IDENTITY(),

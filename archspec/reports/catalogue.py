@@ -66,14 +66,14 @@ def catalogue(files: Iterable[Path]) -> tuple[list[Entry], list[SpecError]]:
     first: dict[str, Spec] = {}
     entries = []
     for path, spec in specs:
-        original = first.setdefault(_network(spec), spec)
+        original = first.setdefault(network_key(spec), spec)
         alias_of = original.name if original is not spec else None
         entries.append(Entry(str(path), spec.name, spec.family or spec.name, spec.params, spec.macs, spec.input.shape,
                              spec.reference, spec.description, alias_of, original.reference is not None))
     return sorted(entries, key=lambda e: (e.family.lower(), e.macs, e.name)), errors
 
 
-def _network(spec: Spec) -> str:
+def network_key(spec: Spec) -> str:
     """The network a spec resolves to, whatever it is called, described as, or checked against."""
     return json.dumps(spec.model_dump(mode="json", exclude={"name", "description", "reference", "variant"}),
                       sort_keys=True)

@@ -86,13 +86,13 @@ def _shorthand(value: object) -> object:
 
 Rule = Annotated[Union[Default, Kaiming, Normal, TruncNormal, Uniform, Constant], Field(discriminator="type"),
                  BeforeValidator(_shorthand)]
-DEFAULT: Default = Default(type="default")
 
 
 class ParamRules(SpecModel):
     model_config = ConfigDict(extra="forbid")
-    weight: Rule = DEFAULT
-    bias: Rule = DEFAULT
+    # Defaults as a spec writes them, validated when used: no model is built when the module is imported.
+    weight: Annotated[Rule, Field(validate_default=True)] = "default"  # type: ignore[assignment]
+    bias: Annotated[Rule, Field(validate_default=True)] = "default"  # type: ignore[assignment]
 
 
 class NormRules(ParamRules):
@@ -110,7 +110,7 @@ class InitRules(SpecModel):
     weight then bias; then `zero_last_norm` zeroes the weight of the last batch norm of every residual body."""
 
     model_config = ConfigDict(extra="forbid")
-    conv: ParamRules = ParamRules()
-    linear: ParamRules = ParamRules()
-    norm: NormRules = NormRules()
+    conv: Annotated[ParamRules, Field(validate_default=True)] = {}  # type: ignore[assignment]
+    linear: Annotated[ParamRules, Field(validate_default=True)] = {}  # type: ignore[assignment]
+    norm: Annotated[NormRules, Field(validate_default=True)] = {}  # type: ignore[assignment]
     zero_last_norm: bool = False

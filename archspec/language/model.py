@@ -17,7 +17,8 @@ from .source import LocDict
 
 
 class SpecModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # A model's schema is built when it first validates: a spec pays only for the block types it uses.
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     @model_validator(mode="before")
     @classmethod

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from .blocks import BLOCK_TYPES
+from .blocks.anyblock import BLOCK_SCHEMA, json_schema_defs
 from .blocks.defined import PARAM_TYPES, Definition
 from .init_rules import SHORTHANDS
 from .spec import Spec
@@ -25,6 +26,8 @@ ANY_USE = {"type": "object", "required": ["type"], "description": "a use of a bl
 
 
 def _relax(node: Any, defined: dict[str, Definition] | None) -> Any:
+    if node == BLOCK_SCHEMA:
+        return {"$ref": "#/$defs/AnyBlock"}
     if isinstance(node, list):
         return [_relax(item, defined) for item in node]
     if not isinstance(node, dict):
@@ -55,7 +58,9 @@ def _use_schema(name: str, definition: Definition) -> dict[str, Any]:
 def editor_schema(spec: Spec | None = None) -> dict[str, Any]:
     """The schema of spec files; given a spec, its defined block types are listed with their parameters."""
     defined = dict(spec.blocks) if spec is not None else None
-    schema = _relax(Spec.model_json_schema(), defined)
+    schema = Spec.model_json_schema()
+    schema["$defs"].update(json_schema_defs())
+    schema = _relax(schema, defined)
     schema["$defs"]["Definition"]["properties"]["body"] = {  # its values may be "= expressions": not typed here
         "type": ["object", "string", "array"], "description": "a block, or a list of blocks; values may be '= expressions'"}
     for name, definition in (defined or {}).items():

@@ -9,13 +9,14 @@ from typing import Annotated, Any, Literal, NamedTuple
 from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
 
 from .blocks import BLOCK_TYPES, AuxHead, BlockList, Node
-from .blocks.base import Block, Name, PosInt, Shape, block_budget, check_unique_names, pair, residual_units
+from .blocks.anyblock import holds_blocks
+from .blocks.base import Name, PosInt, Shape, block_budget, check_unique_names, pair, residual_units
 from .blocks.defined import Definition, Library
 from .blocks.sequence import Sequence
 from ..errors import Loc, SpecError, did_you_mean
 from .init_rules import InitRules
 from .preprocess import Preprocess, TTASpec
-from .scaling import Compound, ScaledField, Scaling, annotation_parts, scale_blocks
+from .scaling import Compound, ScaledField, Scaling, scale_blocks
 from .inherit import apply_overrides, fold, load_raw
 from .model import SpecModel
 from .source import MAX_DEFAULT_VALUES, LocDict, LocList, loc_of, parse_yaml, printable, source_budget, to_plain
@@ -58,11 +59,11 @@ class Spec(SpecModel):
     stochastic_depth: Annotated[float, Field(ge=0, lt=1)] = 0.0  # rate k/n of residual unit k of n
     # k/n (torchvision's EfficientNet) or k/(n-1), torch.linspace(0, rate, n) (torchvision's ConvNeXt, timm)
     stochastic_depth_rule: Literal["efficientnet", "linspace"] = "efficientnet"
-    scaling: Scaling = Scaling()
+    scaling: Annotated[Scaling, Field(validate_default=True)] = {}  # type: ignore[assignment]  # built when used
     compound: Compound | None = None
     variants: dict[VARIANT_NAME, dict[str, Any]] = {}  # name -> dotted-path overrides
     variant: VARIANT_NAME | None = None  # the variant applied (selected by `variant:` or --variant)
-    preprocess: Preprocess = Preprocess()
+    preprocess: Annotated[Preprocess, Field(validate_default=True)] = {}  # type: ignore[assignment]
     tta: TTASpec | None = None  # test-time augmentation, used by `predict --tta` and archspec.backend.tta
 
     _source: Any = PrivateAttr(default=None)
@@ -251,19 +252,10 @@ def _check_defaults(defaults: Any, defined: dict[str, list[str]]) -> None:
             if field not in known:
                 raise SpecError(f"'{printable(field)}' is not a field of {type_name}{did_you_mean(field, known)}",
                                 fields.loc_of(field), f"defaults.{type_name}", type_name)
-            if field in model_fields and _admits_composites(model_fields[field].annotation):
+            if field in model_fields and holds_blocks(model_fields[field]):
                 # A default that holds blocks would be applied inside itself, without end.
                 raise SpecError(f"'{field}' holds blocks and cannot have a default; write it in each {type_name}",
                                 fields.loc_of(field), f"defaults.{type_name}", type_name)
-
-
-def _block_classes(annotation: Any) -> list[type[Block]]:
-    return [p for p in annotation_parts(annotation) if isinstance(p, type) and issubclass(p, Block)]
-
-
-def _admits_composites(annotation: Any) -> bool:
-    """Whether a field's type admits a block that itself holds blocks (a list of layers, a stage's block)."""
-    return any(_block_classes(info.annotation) for cls in _block_classes(annotation) for info in cls.model_fields.values())
 
 
 def _translate(exc: ValidationError, raw: LocDict) -> SpecError:

@@ -5,14 +5,12 @@ returns (main logits, *aux logits in list order); in eval mode the heads do not 
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import model_validator
 
+from .anyblock import BlockList
 from .base import Block, Name, Node, Shape, chain, check_unique_names, composite, named
-
-if TYPE_CHECKING:
-    from . import BlockList  # the union of every block type, built in blocks/__init__.py
 
 
 class AuxHead(Block):

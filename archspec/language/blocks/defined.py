@@ -10,7 +10,7 @@ from existing blocks. Errors inside the body are located in the definition and n
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import TYPE_CHECKING, Annotated, Any, Callable, Collection, Literal
+from typing import Annotated, Any, Callable, Collection, Literal
 
 from pydantic import ConfigDict, Field, PrivateAttr, TypeAdapter, ValidationError, create_model
 
@@ -20,11 +20,9 @@ from ..expr import FUNCTIONS, MAX_VALUE, ExprError, evaluate, is_expression
 from ..model import SpecModel
 from ..scaling import Channels
 from ..source import LocDict, LocList, loc_of, printable, tree_size
+from .anyblock import BlockList
 from .base import Block, MacroBlock, Name, Node, Shape
 from .sequence import Sequence
-
-if TYPE_CHECKING:
-    from . import BlockList  # the union of every block type, built in blocks/__init__.py
 
 MAX_DEFINITIONS = 64
 MAX_PARAMS = 32

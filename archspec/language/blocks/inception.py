@@ -6,14 +6,12 @@ bare pool (BN-Inception's pass-through); `[]` passes the input through unchanged
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from .anyblock import BlockList
 from .base import RESERVED_NAMES, Block, Name, Node, Shape, check_unique_names, child_path, composite, fmt_shape, group
-
-if TYPE_CHECKING:
-    from . import BlockList  # the union of every block type, built in blocks/__init__.py
 
 
 class Inception(Block):

@@ -10,18 +10,16 @@ is an explicit shortcut path. `projection_kernel` widens a strided projection's 
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
 from ...ir.activations import Activation
+from .anyblock import BlockList
 from .base import (RESIDUAL_RESERVED, Block, BnEps, BnMomentum, MacroBlock, Node, Norm, PosInt, Shape,
                    chain, check_unique_names, child_path, composite, fmt_shape, group, named, validation_message, window_out)
 from .conv import Conv
 from .pool import Pool
-
-if TYPE_CHECKING:
-    from . import BlockList  # the union of every block type, built in blocks/__init__.py
 
 
 ProjectionKernel = Literal[1, 3, 5, 7]  # odd: padding (k-1)//2 keeps the 1x1 projection's output size

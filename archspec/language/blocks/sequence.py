@@ -1,14 +1,12 @@
 """sequence: named layers applied one after another (a reusable group, e.g. a VGG stage)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import model_validator
 
+from .anyblock import BlockList
 from .base import Block, Node, Shape, chain, check_unique_names, composite, named
-
-if TYPE_CHECKING:
-    from . import BlockList  # the union of every block type, built in blocks/__init__.py
 
 
 class Sequence(Block):

@@ -7,17 +7,15 @@ first repetition, `each` gives a field one value per repetition; both replace th
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import PrivateAttr, ValidationError, model_validator
 
 from ...errors import Loc, SpecError, did_you_mean
 from ..scaling import Repeats
 from ..source import LocDict
+from .anyblock import OneBlock
 from .base import Block, Node, Shape, chain, composite, validation_message
-
-if TYPE_CHECKING:
-    from . import OneBlock  # the union of every block type, built in blocks/__init__.py
 
 
 class Stage(Block):

@@ -12,7 +12,7 @@ import archspec
 from archspec import SpecError
 from archspec.cli import main
 from archspec.language.inherit import load_raw
-from archspec.language.source import MAX_EXTENDS_DEPTH, MAX_SOURCE_BYTES
+from archspec.language.source import MAX_EXTENDS_DEPTH, MAX_MERGED_PAIRS, MAX_SOURCE_BYTES
 from conftest import ALIASES, ROOT, SPECS
 
 
@@ -299,6 +299,19 @@ def test_limits_hold_across_an_extends_chain(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match=f"larger than {MAX_SOURCE_BYTES:,} bytes") as err:
         archspec.load(tmp_path / "p2.yaml")
     assert err.value.loc.file.endswith("p0.yaml")  # the file that crosses the limit (read last)
+
+
+def test_a_parent_parsed_before_still_spends_the_budget(tmp_path: Path) -> None:
+    """A file is parsed once per process (a family's base, extended by each member), but every spec that reads
+    it spends its share of the limits again: here the merged pairs (YAML `<<`) of a parent read before."""
+    keys = "{" + ", ".join(f"k{i}: {i}" for i in range(100)) + "}"
+    merges = "".join(f"  m{i}: {{<<: *keys}}\n" for i in range(MAX_MERGED_PAIRS // 100 * 6 // 10))  # 60% of the limit
+    write(tmp_path, "base.yaml", f"name: b\ninput: {{size: 8}}\nlayers: [flatten]\nvariants:\n  keys: &keys {keys}\n{merges}")
+    write(tmp_path, "child.yaml", f"extends: base.yaml\nvariants:\n  keys: &keys {keys}\n{merges}")
+    for _ in range(2):  # the second time, base.yaml comes from the cache
+        assert archspec.load(tmp_path / "base.yaml").name == "b"
+        with pytest.raises(SpecError, match=f"merge keys copy more than {MAX_MERGED_PAIRS:,}"):
+            archspec.load(tmp_path / "child.yaml")
 
 
 def test_overrides_share_the_spec_budget(tmp_path: Path) -> None:

@@ -298,9 +298,25 @@ def parse_yaml(text: str, file: str) -> Any:
         return _parse(text, file, budget)
 
 
+# {(file, text): (its parsed tree, the merged pairs it spent)}: a parent that many specs extend (a family's base) is
+# parsed once per process; every read still gets its own copy and spends its share of the budget.
+_PARSED: dict[tuple[str, str], tuple[Any, int]] = {}
+MAX_PARSED = 64
+
+
 def _parse(text: str, file: str, budget: Budget) -> Any:  # PyYAML's errors and limits are the language's
-    data = _parse_fast(text, file, budget)
-    return unshare(_parse_python(text, file, budget) if data is _REFUSED else data, Loc(file, 1, 1))
+    cached = _PARSED.get((file, text))
+    if cached is not None and cached[1] <= budget.merged_pairs:
+        tree, merged_pairs = cached
+        budget.merged_pairs -= merged_pairs
+    else:
+        before = budget.merged_pairs
+        data = _parse_fast(text, file, budget)
+        tree = _parse_python(text, file, budget) if data is _REFUSED else data
+        if len(_PARSED) >= MAX_PARSED:
+            del _PARSED[next(iter(_PARSED))]
+        _PARSED[(file, text)] = (tree, before - budget.merged_pairs)
+    return unshare(tree, Loc(file, 1, 1))
 
 
 _REFUSED, _PRINTABLE_ASCII = object(), re.compile(r"[\n \"-/0-9:;<=>@-~]*")  # ASCII without '!' and '?'

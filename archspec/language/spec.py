@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal, NamedTuple
 from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
 
 from .blocks import BLOCK_TYPES, AuxHead, BlockList, Node
-from .blocks.anyblock import holds_blocks
+from .blocks.anyblock import holds_blocks, locate
 from .blocks.base import Name, PosInt, Shape, block_budget, check_unique_names, pair, residual_units
 from .blocks.defined import Definition, Library
 from .blocks.sequence import Sequence
@@ -78,6 +78,12 @@ class Spec(SpecModel):
         if definitions and isinstance(raw, LocDict) and info.context is not None:
             info.context["library"] = Library(definitions, raw, info.context, _translate, BLOCK_TYPES)
         return definitions
+
+    @field_validator("aux_heads", mode="wrap")
+    @classmethod
+    def _locate_heads(cls, raw: Any, handler: Any) -> list[AuxHead]:
+        heads = handler(raw)
+        return [locate(head, item) for head, item in zip(heads, raw)] if isinstance(raw, list) else heads
 
     @model_validator(mode="after")
     def _check(self) -> "Spec":

@@ -76,7 +76,14 @@ def validate_block(item: Any, info: ValidationInfo) -> Block:
         raise PydanticCustomError("union_tag_invalid", "Input tag {tag} found using {discriminator} does not match any "
                                   "of the expected tags: {expected_tags}",
                                   {"discriminator": "'type'", "tag": str(kind), "expected_tags": expected})
-    return BLOCK_TYPES[kind].model_validate(item, context=info.context)
+    return locate(BLOCK_TYPES[kind].model_validate(item, context=info.context), item)
+
+
+def locate(block: Block, raw: Any) -> Block:
+    """`block`, validated from `raw`, located where the spec writes it."""
+    if isinstance(raw, LocDict):
+        block._loc = raw.loc
+    return block
 
 
 def _dump(item: Any, handler: Any, info: SerializationInfo) -> Any:

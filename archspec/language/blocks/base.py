@@ -8,14 +8,13 @@ from __future__ import annotations
 from contextlib import contextmanager
 from contextvars import ContextVar
 from math import prod
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Iterator, Literal, NoReturn, Sequence
+from typing import TYPE_CHECKING, Annotated, ClassVar, Iterator, Literal, NoReturn, Sequence
 
-from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr, ValidationError
 
 from ...errors import Loc, SpecError
 from ...ir.node import Node, Shape, child_path, fmt_shape
 from ..model import SpecModel
-from ..source import LocDict
 
 if TYPE_CHECKING:
     from torch import nn
@@ -66,20 +65,12 @@ class Block(SpecModel):
 
     type: str
     name: Name | None = None
-    _loc: Loc | None = PrivateAttr(default=None)
+    _loc: Loc | None = PrivateAttr(default=None)  # where the spec writes it (set by `locate`)
     # The diagram colours a block by its kind and lists the kinds in its legend ("other": plain white).
     kind: ClassVar[str] = "other"
     # Counted by the stochastic-depth rule even where it expands to no skip (torchvision's EfficientNet
     # numbers every MBConv, residual or not); a node that is a residual always counts.
     residual_unit: ClassVar[bool] = False
-
-    @model_validator(mode="wrap")
-    @classmethod
-    def _remember_loc(cls, data: Any, handler: Any) -> "Block":
-        block = handler(data)
-        if isinstance(data, LocDict):
-            block._loc = data.loc
-        return block
 
     # -- analysis -------------------------------------------------------------------------
     def analyse(self, x: Shape, name: str, path: str) -> Node:

@@ -5,7 +5,8 @@ break the indentation, truncate, insert odd characters or bytes, replace numbers
 names with other block types, insert YAML tags, anchors and aliases) or to its parsed tree (delete or
 duplicate a field or an item, change a value's type, set 0, negative, huge, NaN, infinite, unicode or
 bytes values, swap a block's type, move a subtree, name a block after an attribute of the torch containers
-it compiles into), sometimes surrounds it with other files (an `extends` chain of up to 40 files, each
+it compiles into; in blocks defined in YAML, hostile `= expressions`, bad parameter types and defaults,
+recursive or missing bodies, shadowed built-in names), sometimes surrounds it with other files (an `extends` chain of up to 40 files, each
 under the per-file limits; `extends` through a symlink loop, a dangling link, a link to a folder or a
 device; merge-key bombs and a mapping merged into itself), and sometimes adds `--set` overrides, a
 variant or a compound-scaling phi. It then loads the result as `archspec.load` does for the CLI, and checks that the

@@ -391,3 +391,64 @@ def t_attribute_name(rng: random.Random, tree: Any) -> None:
 
 
 TREE_MUTATIONS["attribute_name"] = t_attribute_name
+
+
+# -- mutations of blocks defined in YAML (`blocks:`) ---------------------------------------------------
+# Expressions a spec author could write by mistake or on purpose: huge, undefined, non-finite or
+# non-integer results, forbidden syntax (attributes, calls, lambdas, comprehensions), deep nesting.
+EXPRESSIONS = ["= 10 ** 10 ** 10", "= 9 ** 999", "= in_channels // 0", "= in_channels % 0", "= in_channels / 3",
+               "= __import__('os').system('true')", "= (lambda: 1)()", "= [1] * 10 ** 9", "= 'a' * 10 ** 9",
+               "= make_divisible(in_channels, 0)", "= make_divisible(in_channels)", "= in_channels * 1e308",
+               "= " + "(" * 200 + "1" + ")" * 200, "= in_channels.__class__", "= undefined_name", "= ",
+               "= 1 if in_channels else 2", "= -in_channels", "= float('nan')", "= 1e309", "= in_channels, 2",
+               "= [x for x in range(9)]", "= in_channels > 3", "= True", "= min(in_channels)", "= " + "1+" * 300 + "1",
+               "= max(in_channels, 2 ** 70)", "= in_channels; import os", "=", "==1", "= 0x10", "= 1_000"]
+PARAM_TYPES = ["channels", "int", "float", "bool", "activation", "str", "list", "", None, 3]
+
+
+def _definitions(tree: Any) -> list[dict[str, Any]]:
+    blocks = tree.get("blocks") if isinstance(tree, dict) else None
+    return [d for d in blocks.values() if isinstance(d, dict)] if isinstance(blocks, dict) else []
+
+
+def t_expression(rng: random.Random, tree: Any) -> None:
+    """A value in a defined block's body (or a use's argument) becomes a hostile `= expression`."""
+    bodies = [d["body"] for d in _definitions(tree) if isinstance(d.get("body"), (dict, list))]
+    slots = _slots(rng.choice(bodies)) if bodies else _slots(tree)
+    if slots:
+        container, key = rng.choice(slots)
+        container[key] = rng.choice(EXPRESSIONS)
+
+
+def t_definition(rng: random.Random, tree: Any) -> None:
+    """A definition's parameters or body go wrong: a bad or missing type, an extreme default, a body that uses its
+    own type (recursion) or another defined type, no body, a body that is a value, a shadowed built-in name."""
+    definitions = _definitions(tree)
+    if not definitions:
+        return
+    name = rng.choice(list(tree["blocks"]))
+    definition = tree["blocks"][name] if isinstance(tree["blocks"][name], dict) else {}
+    params = definition.setdefault("params", {}) if isinstance(definition.get("params", {}), dict) else {}
+    kind = rng.choice(["param_type", "default", "recursion", "no_body", "body_value", "shadow", "many_params"])
+    if kind == "param_type" and params:
+        param = params[rng.choice(list(params))]
+        if isinstance(param, dict):
+            param["type"] = rng.choice(PARAM_TYPES)
+    elif kind == "default" and params:
+        param = params[rng.choice(list(params))]
+        if isinstance(param, dict):
+            param["default"] = _value(rng)
+    elif kind == "recursion":
+        definition["body"] = [{"type": rng.choice(list(tree["blocks"]))}, {"type": name}][rng.randrange(2):]
+    elif kind == "no_body":
+        definition.pop("body", None)
+    elif kind == "body_value":
+        definition["body"] = _value(rng)
+    elif kind == "shadow":
+        tree["blocks"][rng.choice(TYPES)] = tree["blocks"].pop(name)
+    else:
+        params.update({f"p{i}": {"type": "int", "default": i} for i in range(rng.choice([31, 33, 500]))})
+
+
+TREE_MUTATIONS["expression"] = t_expression
+TREE_MUTATIONS["definition"] = t_definition

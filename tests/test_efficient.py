@@ -193,7 +193,7 @@ def test_mobilenet_v3_width_equals_torchvision_width_mult(name: str, fc1: int, w
 
 @pytest.mark.parametrize("width", [0.35, 0.5, 0.75, 1.4])
 def test_mobilenet_v2_width_equals_torchvision_width_mult(width: float) -> None:
-    """Below width 1 the last conv keeps 1280 channels (`shrinks_with_width: false`), above it widens."""
+    """Below width 1 the last conv keeps 1280 channels (`scales_with_width: up`), above it widens."""
     from archspec.backend.interop import transfer
 
     torch.manual_seed(0)

@@ -117,7 +117,7 @@ class Block(SpecModel):
 
     def scaled_value(self, field: str, base: int, scaled: int) -> int:
         """The value a scaling field takes: `scaled`, the multiplier's rounding of `base`, unless the block
-        has its own rule (a conv with `shrinks_with_width: false`)."""
+        has its own rule (a conv with `scales_with_width: up`)."""
         return scaled
 
     def extra_scaled_fields(self) -> dict[str, str]:

@@ -56,8 +56,9 @@ class Conv(Block):
     bn_eps: BnEps = 1e-5
     bn_momentum: BnMomentum = 0.1
     activation: Activation = "none"
-    shrinks_with_width: bool = True  # false: a width multiplier below 1 keeps `out` (MobileNetV2's last conv)
-    scales_with_width: bool = True  # false: `out` never scales (MNASNet's last conv, a classifier conv)
+    # false: `out` never scales (MNASNet's last conv, a classifier conv); up: a multiplier below 1 keeps it and
+    # one above 1 widens it (MobileNetV2's last conv)
+    scales_with_width: bool | Literal["up"] = True
     init_std: InitStd | None = None  # this layer's std under the truncated-normal init schemes
 
     def padding_pair(self) -> tuple[int, int]:
@@ -72,9 +73,9 @@ class Conv(Block):
     def scaled_value(self, field: str, base: int, scaled: int) -> int:
         if field != "out":
             return scaled
-        if not self.scales_with_width:
+        if self.scales_with_width is False:
             return base
-        return scaled if self.shrinks_with_width else max(base, scaled)
+        return max(base, scaled) if self.scales_with_width == "up" else scaled
 
     def out_channels(self, c: int) -> int:
         """Output channels at `c` input channels."""

@@ -72,6 +72,8 @@ class Block(SpecModel):
     # Counted by the stochastic-depth rule even where it expands to no skip (torchvision's EfficientNet
     # numbers every MBConv, residual or not); a node that is a residual always counts.
     residual_unit: ClassVar[bool] = False
+    # Why `scaling.width` cannot apply to this block (its widths derive from other parameters); "": it can.
+    width_refused: ClassVar[str] = ""
 
     @model_validator(mode="wrap")
     @classmethod

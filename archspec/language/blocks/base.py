@@ -126,6 +126,11 @@ class Block(SpecModel):
         """(float elements, int64 elements) of this leaf module's buffers (batch-norm running statistics)."""
         return 0, 0
 
+    def derivation(self, x: Shape) -> list[str]:
+        """How a block derives what it expands to from its parameters, as lines for `scale --explain`
+        (a regnet block's stages); none by default."""
+        return []
+
     def scaled_value(self, field: str, base: int, scaled: int) -> int:
         """The value a scaling field takes: `scaled`, the multiplier's rounding of `base`, unless the block
         has its own rule (a conv with `shrinks_with_width: false`)."""

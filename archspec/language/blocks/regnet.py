@@ -143,9 +143,9 @@ class RegNet(MacroBlock):
         return (f"depths {[s.depth for s in stages]}, widths {[s.width for s in stages]}, "
                 f"g{self.group_width}" + (f", SE {self.se_ratio:g}" if self.se_ratio else ""))
 
-    def explain(self, width_in: int) -> list[str]:
-        """The derivation, for `scale --explain`: the parameters, every block's widths, every stage's."""
-        q = quantise(self.depth, self.w0, self.wa, self.wm)
+    def derivation(self, x: Shape) -> list[str]:
+        """The parameters, every block's widths and every stage's, as torchvision derives them."""
+        width_in, q = x[0], quantise(self.depth, self.w0, self.wa, self.wm)
         lines = [f"RegNet design space: depth {self.depth}, w0 {self.w0}, wa {self.wa:g}, wm {self.wm:g}, "
                  f"group width {self.group_width}, bottleneck multiplier {self.bottleneck_multiplier:g}"
                  + (f", SE ratio {self.se_ratio:g}" if self.se_ratio else ""),
@@ -153,13 +153,18 @@ class RegNet(MacroBlock):
                  f"  {'j':>4}{'u_j':>12}{'c_j':>6}{'w0*wm^c_j':>12}{'w_j':>8}"]
         for j, (u, c, stepped, w) in enumerate(zip(q.continuous, q.steps, q.stepped, q.widths)):
             lines.append(f"  {j:>4}{u:>12.2f}{c:>6}{stepped:>12.2f}{w:>8}")
-        lines += ["stages: runs of equal w_j, stride 2; bottleneck int(w * multiplier) rounded to a multiple of the "
-                  "group width min(group_width, bottleneck); width = that / multiplier",
-                  f"  {'stage':<8}{'blocks':>7}{'w':>7}{'bottleneck':>12}{'group w':>9}{'adjusted':>10}{'width':>7}"
-                  f"{'groups':>8}" + (f"{'SE squeeze':>12}" if self.se_ratio else "")]
+        lines += ["stages: the runs of equal w_j, each first block strided 2; bottleneck = int(w_j * multiplier), rounded to",
+                  "a multiple of group w = min(group_width, bottleneck) (never 10% down); width = that / multiplier"]
+        if self.se_ratio:
+            lines.append("SE squeeze = round(se_ratio * the block's input width): the first block's / the others'")
+        lines.append(f"  {'stage':<8}{'blocks':>7}{'w_j':>7}{'bottleneck':>12}{'group w':>9}{'adjusted':>10}{'width':>7}"
+                     f"{'groups':>8}" + (f"{'SE squeeze':>12}" if self.se_ratio else ""))
         for i, s in enumerate(self.stages(""), 1):
-            squeeze = f"{self._se(width_in).squeeze}/{self._se(s.width).squeeze}" if s.depth > 1 else f"{self._se(width_in).squeeze}"
-            lines.append(f"  {f'stage{i}':<8}{s.depth:>7}{s.quantised:>7}{s.bottleneck:>12}{s.group_width:>9}"
-                         f"{s.adjusted:>10}{s.width:>7}{s.groups:>8}" + (f"{squeeze:>12}" if self.se_ratio else ""))
+            row = (f"  {f'stage{i}':<8}{s.depth:>7}{s.quantised:>7}{s.bottleneck:>12}{s.group_width:>9}"
+                   f"{s.adjusted:>10}{s.width:>7}{s.groups:>8}")
+            if self.se_ratio:
+                squeeze = [self._se(width_in).squeeze, *([self._se(s.width).squeeze] if s.depth > 1 else [])]
+                row += f"{'/'.join(map(str, squeeze)):>12}"
+            lines.append(row)
             width_in = s.width
         return lines

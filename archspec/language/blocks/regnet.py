@@ -65,10 +65,11 @@ class StagePlan:
 
 
 def quantise(depth: int, w0: int, wa: float, wm: float) -> Quantised:
-    wa32, log_wm = f32(wa), f32(math.log(wm))
-    continuous = [f32(f32(j * wa32) + w0) for j in range(depth)]
-    steps = [round(f32(f32(math.log(f32(u / w0))) / log_wm)) for u in continuous]
-    stepped = [f32(w0 * f32(f32(wm) ** c)) for c in steps]
+    """Step 1 of torchvision's derivation, each float32 operation rounded as torch rounds it."""
+    wa32, log_wm = f32(wa), f32(math.log(wm))  # Python scalars meet float32 tensors as float32
+    continuous = [f32(f32(j * wa32) + w0) for j in range(depth)]  # torch.arange(depth) * w_a + w_0
+    steps = [round(f32(f32(math.log(f32(u / w0))) / log_wm)) for u in continuous]  # round: half to even, as torch
+    stepped = [f32(w0 * f32(f32(wm) ** c)) for c in steps]  # w_0 * torch.pow(w_m, capacity)
     return Quantised(continuous, steps, stepped, [round(f32(w / QUANT)) * QUANT for w in stepped])
 
 
@@ -80,7 +81,8 @@ def plan(depth: int, w0: int, wa: float, wm: float, group_width: int, multiplier
     for i, (w, blocks) in enumerate(runs, 1):
         bottleneck = int(w * multiplier)
         if bottleneck < 1:
-            raise ValueError(f"stage {i}'s bottleneck width int({w} x {multiplier:g}) is 0; raise bottleneck_multiplier")
+            raise ValueError(f"stage {i}'s bottleneck width int({w} x {multiplier:g}) is 0; "
+                             "raise bottleneck_multiplier")
         g = min(group_width, bottleneck)
         adjusted = make_divisible(bottleneck, g)
         width = int(adjusted / multiplier)
@@ -91,11 +93,10 @@ def plan(depth: int, w0: int, wa: float, wm: float, group_width: int, multiplier
     return tuple(stages)
 
 
-
 class RegNet(MacroBlock):
     kind = "stage / group"
-    width_refused: ClassVar[str] = ("a RegNet's widths come from w0, wa and wm; write those instead "
-                                    "(e.g. --set layers.trunk.w0=64 --set layers.trunk.wa=40)")
+    width_refused: ClassVar[str] = ("a RegNet's widths come from w0, wa and wm; for a wider one, multiply w0 (keeping "
+                                    "it a multiple of 8) and wa instead")
     type: Literal["regnet"]
     depth: Repeats  # blocks in all (d); scales with the depth multiplier, rounded up
     w0: Annotated[int, Field(ge=QUANT, le=1_000_000, multiple_of=QUANT)]  # the first block's width
@@ -118,14 +119,15 @@ class RegNet(MacroBlock):
     def expand(self, x: Shape) -> Sequence:
         layers, width_in = [], x[0]
         for i, stage in enumerate(self.stages(""), 1):
-            block = self._block(stage, stage.width)
-            first = {"se": self._se(width_in).model_dump()} if self.se_ratio else {}
-            layers.append(Stage(type="stage", name=f"stage{i}", repeat=stage.depth, block=block, first=first))
+            first = {"se": self._se(width_in).model_dump()} if self.se_ratio else {}  # its input: the stage before's
+            layers.append(Stage(type="stage", name=f"stage{i}", repeat=stage.depth, block=self._block(stage),
+                                first=first))
             width_in = stage.width
         return Sequence(type="sequence", layers=layers)
 
-    def _block(self, stage: StagePlan, width_in: int) -> Bottleneck:
-        se = {"se": self._se(width_in), "se_after": "conv2"} if self.se_ratio else {}
+    def _block(self, stage: StagePlan) -> Bottleneck:
+        """The stage's blocks after its first: torchvision's ResBottleneckBlock at the stage's width."""
+        se = {"se": self._se(stage.width), "se_after": "conv2"} if self.se_ratio else {}
         return Bottleneck(type="bottleneck", planes=stage.width, expansion=1, width=stage.inner, groups=stage.groups,
                           stride=STRIDE, norm=self.norm, activation=self.activation, bn_eps=self.bn_eps,
                           bn_momentum=self.bn_momentum, **se)
@@ -153,7 +155,8 @@ class RegNet(MacroBlock):
                  f"  {'j':>4}{'u_j':>12}{'c_j':>6}{'w0*wm^c_j':>12}{'w_j':>8}"]
         for j, (u, c, stepped, w) in enumerate(zip(q.continuous, q.steps, q.stepped, q.widths)):
             lines.append(f"  {j:>4}{u:>12.2f}{c:>6}{stepped:>12.2f}{w:>8}")
-        lines += ["stages: the runs of equal w_j, each first block strided 2; bottleneck = int(w_j * multiplier), rounded to",
+        lines += ["stages: the runs of equal w_j, each first block strided 2; bottleneck = int(w_j * multiplier), "
+                  "rounded to",
                   "a multiple of group w = min(group_width, bottleneck) (never 10% down); width = that / multiplier"]
         if self.se_ratio:
             lines.append("SE squeeze = round(se_ratio * the block's input width): the first block's / the others'")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass
-from functools import cache
+from functools import lru_cache
 from itertools import groupby
 from typing import Annotated, ClassVar, Literal
 
@@ -73,7 +73,7 @@ def quantise(depth: int, w0: int, wa: float, wm: float) -> Quantised:
     return Quantised(continuous, steps, stepped, [round(f32(w / QUANT)) * QUANT for w in stepped])
 
 
-@cache
+@lru_cache(maxsize=1024)  # a spec asks for its plan several times (analysis, summary, scale)
 def plan(depth: int, w0: int, wa: float, wm: float, group_width: int, multiplier: float) -> tuple[StagePlan, ...]:
     """The stages of a RegNet; a ValueError says why the parameters give none that builds."""
     runs = [(w, len(list(run))) for w, run in groupby(quantise(depth, w0, wa, wm).widths)]

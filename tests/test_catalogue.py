@@ -32,6 +32,7 @@ def rows() -> dict[str, list[str]]:
     ("resnet50", "ResNet", "torchvision:resnet50 (exact)"),
     ("resnext101_32x8d", "ResNeXt", "torchvision:resnext101_32x8d (exact)"),  # its own family, not its parent's
     ("resnet152", "ResNet", "torchvision:resnet152 (exact)"),  # family inherited from resnet50.yaml
+    ("regnet_y_8gf", "RegNetY", "torchvision:regnet_y_8gf (exact)"),  # family and reference from its variant row
     ("inception_v3", "Inception", "torchvision:inception_v3 (exact)"),
     ("inception", "Inception", "= googlenet"),  # an alias names the network it is
     ("googlenet_paper", "Inception", "GoogLeNet as in the 2014 paper (5x5 convs, LRN, no BN)"),  # no reference

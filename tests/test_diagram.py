@@ -67,8 +67,8 @@ def test_dot_is_installed() -> None:
 
 
 def _through_sequences(nodes: list) -> list:
-    """`nodes`, and the layers of the sequences among them, in drawing order."""
-    return [m for n in nodes for m in ([n] if n.type != "sequence" else [n, *_through_sequences(n.children)])]
+    """`nodes`, and the layers of the sequences (and regnet blocks: stages) among them, in drawing order."""
+    return [m for n in nodes for m in ([n] if n.type not in ("sequence", "regnet") else [n, *_through_sequences(n.children)])]
 
 
 @pytest.mark.parametrize("detail", DETAILS)

@@ -289,7 +289,7 @@ def test_every_leaf_op_writes_the_module_it_builds() -> None:
     assert leaf_types == {n.type for n in leaves}
     composite = {name for name, cls in BLOCK_TYPES.items() if name not in leaf_types}
     assert composite == {"sequence", "stage", "residual", "basic", "bottleneck", "inception", "inception_v1",
-                         "depthwise", "mbconv", "fused_mbconv"}  # containers and macros: the writer's forms and expansions
+                         "depthwise", "mbconv", "fused_mbconv", "regnet"}  # containers and macros: the writer's forms and expansions
 
 
 # -- the public API and the command ----------------------------------------------------------------------

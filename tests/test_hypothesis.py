@@ -340,6 +340,15 @@ class Draw:
         block, out = self.b_mbconv(x)
         return {**block, "type": "fused_mbconv"}, out
 
+    def b_regnet(self, x: Shape, *_: Any) -> tuple[dict, Shape]:
+        block = {"type": "regnet", "depth": self.int(1, 4), "w0": 8 * self.int(1, 2), "wa": self.pick([0.0, 3.5, 8.25]),
+                 "wm": self.pick([1.5, 2.0, 2.5]), "group_width": self.int(1, 8)}
+        # an SE of round(ratio x the input width) needs at least one channel
+        self.options(block, bottleneck_multiplier=lambda: self.pick([0.5, 1.0, 2.0]),
+                     se_ratio=lambda: self.pick([0.5, 1.0] if x[0] >= 2 else [1.0]))
+        self.norm_act(block)
+        return block, _shape_after(block, x)
+
     def b_inception_v1(self, x: Shape, *_: Any) -> tuple[dict, Shape]:
         cols = {k: self.int(1, 6) for k in ("c1x1", "c3x3_reduce", "c3x3", "c5x5_reduce", "c5x5", "pool_proj")}
         block = {"type": "inception_v1", **cols}

@@ -214,7 +214,7 @@ def test_family_entry_points_resolve_to_a_member() -> None:
     inception.yaml is GoogLeNet: the per-spec checks that take seconds (export, dynamo, references) run once
     for each such pair (conftest.ALIASES)."""
     assert ALIASES == {"efficientnet_b0": "efficientnet", "inception": "googlenet", "convnext_tiny": "convnext",
-                       "mnasnet1_0": "mnasnet", "shufflenet_v2_x1_0": "shufflenet_v2"}
+                       "mnasnet1_0": "mnasnet", "shufflenet_v2_x1_0": "shufflenet_v2", "regnet_x_400mf": "regnet"}
     for alias, name in ALIASES.items():
         a, b = archspec.load(SPECS / f"{alias}.yaml"), archspec.load(SPECS / f"{name}.yaml")
         assert a.name != b.name and (a.params, a.macs, a.output_shape) == (b.params, b.macs, b.output_shape)

@@ -127,19 +127,41 @@ def test_avg_pool_shortcut() -> None:
 
 
 
-def test_bottleneck_se_after_the_3x3_is_regnet_y() -> None:
-    """SE on the 3x3's output, squeezed to a quarter of the block's input (torchvision's RegNet-Y)."""
+# RegNetY-400MF written out by hand: the stages that specs/regnet_y_400mf.yaml's regnet block derives.
+REGNET_Y_400MF_BY_HAND = """
+name: regnet_y_400mf_by_hand
+reference: torchvision:regnet_y_400mf
+input: {channels: 3, size: 224}
+defaults:
+  conv: {norm: batch, activation: relu}
+  bottleneck: {expansion: 1, se_after: conv2, se: {ratio: 0.25, ratio_of: input, activation: relu}}
+layers:
+  - {name: stem, type: conv, out: 32, kernel: 3, stride: 2}
+  - {name: stage1, type: stage, repeat: 1, block: {type: bottleneck, planes: 48, width: 48, groups: 6, stride: 2}}
+  - {name: stage2, type: stage, repeat: 3, block: {type: bottleneck, planes: 104, width: 104, groups: 13, stride: 2}}
+  - {name: stage3, type: stage, repeat: 6, block: {type: bottleneck, planes: 208, width: 208, groups: 26, stride: 2}}
+  - {name: stage4, type: stage, repeat: 6, block: {type: bottleneck, planes: 440, width: 440, groups: 55, stride: 2}}
+  - {name: avgpool, type: global_pool, op: avg, flatten: true}
+  - {name: fc, type: linear, out: 1000}
+"""
+
+
+@pytest.mark.parametrize("by_hand", [True, False], ids=["by_hand", "regnet_block"])
+def test_bottleneck_se_after_the_3x3_is_regnet_y(by_hand: bool) -> None:
+    """SE on the 3x3's output, squeezed to a quarter of the block's input (torchvision's RegNet-Y): written as
+    bottlenecks with `se_after: conv2` and `ratio_of: input`, or derived by the regnet block."""
     from archspec.backend.interop import transfer
     from archspec.backend.references import randomise_norms, reference_model
 
-    spec = archspec.load(SPECS / "regnet_y_400mf.yaml")
+    spec = archspec.loads(REGNET_Y_400MF_BY_HAND) if by_hand else archspec.load(SPECS / "regnet_y_400mf.yaml")
     ref = reference_model(spec.reference).eval()
     assert spec.params == sum(p.numel() for p in ref.parameters())
     state = ref.state_dict()  # keeps its version metadata (MNASNet's loader reads it)
     state.update(randomise_norms(state))
     ref.load_state_dict(state)
     ours = archspec.compile(spec).eval()
-    assert [n for n, _ in ours.stage2[1].named_children()][:4] == ["conv1", "conv2", "se", "conv3"]
+    stage2 = ours.stage2 if by_hand else ours.trunk.stage2
+    assert [n for n, _ in stage2[1].named_children()][:4] == ["conv1", "conv2", "se", "conv3"]
     assert transfer(ref, ours).ok
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():

@@ -170,9 +170,14 @@ def cmd_scale(args: argparse.Namespace) -> int:
         for name, spec in members:
             print(f"\n{name or spec.name}: width x{spec.scaling.width:.4g} (multiples of {spec.scaling.divisor}, "
                   f"at most {1 - spec.scaling.round_limit:.0%} down), depth x{spec.scaling.depth:.4g} (rounded up)")
-            print(f"  {'where':<24}{'field':<10}{'base':>8}{'x factor':>12}{'rounded':>9}")
-            for f in (f for f in spec.scaled_fields if f.raw != f.base):  # the fields a multiplier changed
+            changed = [f for f in spec.scaled_fields if f.raw != f.base]  # the fields a multiplier changed
+            if changed:
+                print(f"  {'where':<24}{'field':<10}{'base':>8}{'x factor':>12}{'rounded':>9}")
+            for f in changed:
                 print(f"  {f.path:<24}{f.field:<10}{f.base:>8}{f.raw:>12.2f}{f.scaled:>9}")
+            for node in spec.analyse().walk():  # what a block derives from its parameters (a RegNet's stages)
+                for i, line in enumerate(node.block.derivation(node.in_shape)):
+                    print(f"  {node.path} ({node.type}): {line}" if i == 0 else f"    {line}")
     return 0
 
 

@@ -132,6 +132,9 @@ def scale_blocks(value: Any, scaling: Scaling, path: str, record: list[ScaledFie
         return {k: scale_blocks(v, scaling, _join(path, k), record) for k, v in value.items()}
     if not isinstance(value, BaseModel):
         return value
+    if getattr(value, "width_refused", "") and scaling.width != 1.0:
+        raise SpecError(f"scaling.width x{scaling.width:g} does not apply here: {value.width_refused}",
+                        getattr(value, "_loc", None), path, getattr(value, "type", ""))
     update: dict[str, Any] = {}
     for name, dimension in scaled_fields(value).items():
         base = getattr(value, name)

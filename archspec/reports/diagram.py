@@ -185,7 +185,8 @@ class _Drawer:
                 return self.residual(g, n, level)
             if n.form == "concat":
                 return self.concat(g, n, level)
-            if n.children and (self.detail == "layer" or n.type == "sequence"):
+            # a sequence, or a block that expands to stages (regnet), is a cluster of its layers
+            if n.children and (self.detail == "layer" or n.type == "sequence" or n.children[0].type == "stage"):
                 return self.chain_cluster(g, n, level)
         nid = self.box(g, n)
         return [(nid, {})], nid

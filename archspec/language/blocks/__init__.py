@@ -29,6 +29,7 @@ from .layer_scale import LayerScale
 from .lrn import LRN
 from .mbconv import MBConv
 from .pool import Pool
+from .regnet import RegNet
 from .residual import Residual
 from .se import SE
 from .sequence import Sequence
@@ -38,6 +39,7 @@ BLOCK_CLASSES: list[type[Block]] = [
     Conv, Pool, AdaptivePool, GlobalPool, LRN, Linear, Dropout, Flatten, ActivationLayer, BatchNorm,
     GroupNorm, LayerNorm, LayerScale, ChannelShuffle, ChannelSplit,
     Sequence, Stage, Residual, Basic, Bottleneck, Inception, InceptionV1, SE, Depthwise, MBConv, FusedMBConv,
+    RegNet,
 ]
 
 

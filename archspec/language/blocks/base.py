@@ -71,6 +71,8 @@ class Block(SpecModel):
     # Counted by the stochastic-depth rule even where it expands to no skip (torchvision's EfficientNet
     # numbers every MBConv, residual or not); a node that is a residual always counts.
     residual_unit: ClassVar[bool] = False
+    # Why `scaling.width` cannot apply to this block (its widths derive from other parameters); "": it can.
+    width_refused: ClassVar[str] = ""
 
     # -- analysis -------------------------------------------------------------------------
     def analyse(self, x: Shape, name: str, path: str) -> Node:
@@ -114,6 +116,11 @@ class Block(SpecModel):
     def buffers(self, node: Node) -> tuple[int, int]:
         """(float elements, int64 elements) of this leaf module's buffers (batch-norm running statistics)."""
         return 0, 0
+
+    def derivation(self, x: Shape) -> list[str]:
+        """How a block derives what it expands to from its parameters, as lines for `scale --explain`
+        (a regnet block's stages); none by default."""
+        return []
 
     def scaled_value(self, field: str, base: int, scaled: int) -> int:
         """The value a scaling field takes: `scaled`, the multiplier's rounding of `base`, unless the block

@@ -64,7 +64,7 @@ def _compare(spec: archspec.Spec) -> None:
 
 @pytest.mark.parametrize("name, rules", [("resnet50", None), ("efficientnet_b0", None), ("efficientnet_v2_s", None),
                                          ("resnet50d", None), ("efficientnet_v2_s", EFFICIENTNET),
-                                         ("densenet121", None)])
+                                         ("densenet121", None), ("efficientnet_v2", None)])
 def test_init_statistics_match_the_reference(name: str, rules: dict | None) -> None:
     spec = archspec.load(SPECS / f"{name}.yaml", overrides={"init": rules} if rules else None)
     _compare(spec)

@@ -88,8 +88,8 @@ REPRESENTATIVES = sorted((members[0] for members in FAMILIES.values()), key=lamb
 # Specs whose reference takes seconds to build and run at full size on 2 cores.
 HEAVY = {"vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn",
          "resnet152", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2",
-         "convnext_base", "convnext_large", "regnet_x_8gf", "regnet_x_16gf", "regnet_x_32gf", "regnet_y_8gf",
-         "regnet_y_16gf", "regnet_y_32gf", "regnet_y_128gf"}
+         "convnext_base", "convnext_large", "densenet161", "efficientnet_v2", "efficientnet_v2_l", "regnet_x_8gf",
+         "regnet_x_16gf", "regnet_x_32gf", "regnet_y_8gf", "regnet_y_16gf", "regnet_y_32gf", "regnet_y_128gf"}
 
 
 def spec_params(paths: list[Path]) -> list:

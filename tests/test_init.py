@@ -64,7 +64,8 @@ def _compare(spec: archspec.Spec) -> None:
 
 @pytest.mark.parametrize("name, rules", [("resnet50", None), ("efficientnet_b0", None), ("efficientnet_v2_s", None),
                                          ("resnet50d", None), ("efficientnet_v2_s", EFFICIENTNET),
-                                         ("regnet_x_400mf", None), ("regnet_y_400mf", None)])
+                                         ("regnet_x_400mf", None), ("regnet_y_400mf", None), ("densenet121", None),
+                                         ("efficientnet_v2", None)])
 def test_init_statistics_match_the_reference(name: str, rules: dict | None) -> None:
     spec = archspec.load(SPECS / f"{name}.yaml", overrides={"init": rules} if rules else None)
     _compare(spec)

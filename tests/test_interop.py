@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from torch import nn
 
 import archspec
 from archspec.cli import main
+from archspec.backend.dataflow import trace
 from archspec.backend.interop import WeightsError, load_weights, transfer, verify_transfer
 from archspec.backend.references import randomise_norms
 from conftest import SPECS
@@ -383,3 +385,58 @@ def test_timm_convnext_weights_fit_the_torchvision_shaped_spec() -> None:
         expected, got = ref(x), ours(x)
     assert (got - expected).abs().max().item() <= 1e-4 * expected.abs().max().item()
     assert verify_transfer(ours, ref, input_shape=(3, 64, 64)) <= 1e-4
+
+
+class Dense(nn.Module):
+    """Three 3x3 convs, each reading the input and every earlier conv's output, concatenated: all at once from a
+    list of features (torchvision's DenseNet) or one concat at a time (a spec's inception with an identity branch)."""
+
+    def __init__(self, at_once: bool) -> None:
+        super().__init__()
+        self.at_once, self.stem = at_once, conv_bn(3, 4)
+        layers = nn.ModuleList(conv_bn(4 + 4 * i, 4, 3) for i in range(3))
+        self.layers, self.grow = (layers, None) if at_once else (None, layers)  # other names: not paired by name
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = [self.stem(x)]
+        for layer in self.layers or self.grow:
+            features.append(layer(torch.cat(features, 1) if self.at_once else features[-1]))
+            if not self.at_once:
+                features[-2:] = [torch.cat(features[-2:], 1)]
+        return self.fc(torch.cat(features, 1).mean((2, 3)))
+
+
+def test_dense_concatenation_all_at_once_or_one_at_a_time_transfers_by_dataflow() -> None:
+    ref, ours = Dense(at_once=True).eval(), Dense(at_once=False).eval()
+    ref.load_state_dict({**ref.state_dict(), **randomise_norms(ref.state_dict())})
+    report = transfer(ref, ours, input_shape=(3, 16, 16))
+    assert report.ok and report.method == "dataflow"
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(ours(x), ref(x), atol=1e-5)
+
+
+class ThreeConvs(nn.Module):
+    def __init__(self, merge: Any) -> None:
+        super().__init__()
+        self.a, self.b, self.c, self.merge = nn.Conv2d(3, 4, 1), nn.Conv2d(3, 4, 1), nn.Conv2d(3, 4, 1), merge
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.merge(self.a(x), self.b(x), self.c(x))
+
+
+@pytest.mark.parametrize("merge, operands", [
+    (lambda a, b, c: torch.cat([torch.cat([a, b], 1), c], 1), ["a", "b", "c"]),
+    (lambda a, b, c: torch.cat([torch.cat([a, b], -3), c], dim=1), ["a", "b", "c"]),  # dim -3 of 4 is dim 1
+    (lambda a, b, c: torch.cat([torch.cat([a, b], 2), c.repeat(1, 1, 2, 1)], 1), ["cat", "c"]),  # another dim
+    (lambda a, b, c: torch.cat([torch.cat([a, b], 1).chunk(2, 1)[0], c], 1), ["cat", "c"]),  # a part of it
+], ids=["same-dim", "negative-dim", "other-dim", "part"])
+def test_a_concat_of_a_concat_is_one_concat_only_along_the_same_dim(merge: Any, operands: list[str]) -> None:
+    model = ThreeConvs(merge)
+    signatures = {name: tuple((role, tuple(t.shape)) for role, t in m.state_dict().items())
+                  for name, m in model.named_children()}
+    nodes = trace(model, (3, 8, 8), signatures)
+    last = nodes[-1]
+    assert last.kind == "cat" and last.dim == 1
+    assert [nodes[i].groups[0] if nodes[i].kind == "param" else nodes[i].kind for i in last.operands] == operands

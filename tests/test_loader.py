@@ -184,6 +184,15 @@ def test_dotted_keys_without_extends(tmp_path: Path) -> None:
     assert spec.layers[1].repeat == 3
 
 
+def test_null_removes_a_list_item(tmp_path: Path) -> None:
+    spec = archspec.load(write(tmp_path, "d.yaml", BASE + "layers.body: null\n"), overrides=["layers.-1=null"])
+    assert [b.name for b in spec.layers] == ["stem", "pool"] and spec.output_shape == (8,)
+    with pytest.raises(SpecError, match="no item 'body' in layers"):  # gone: a second removal has nothing to remove
+        archspec.load(write(tmp_path, "d.yaml", BASE + "layers.body: null\n"), overrides=["layers.body=null"])
+    # EfficientNetV2-S is the family base (M) without its seventh stage
+    assert [b.name for b in archspec.load(SPECS / "efficientnet_v2_s.yaml").layers][6:8] == ["stage6", "head"]
+
+
 def test_reference_is_not_inherited(tmp_path: Path) -> None:
     child = write(tmp_path, "deeper.yaml", f"extends: {SPECS / 'resnet50.yaml'}\nname: deeper\nlayers.layer3.repeat: 9\n")
     assert archspec.load(child).reference is None
@@ -214,7 +223,8 @@ def test_family_entry_points_resolve_to_a_member() -> None:
     inception.yaml is GoogLeNet: the per-spec checks that take seconds (export, dynamo, references) run once
     for each such pair (conftest.ALIASES)."""
     assert ALIASES == {"efficientnet_b0": "efficientnet", "inception": "googlenet", "convnext_tiny": "convnext",
-                       "mnasnet1_0": "mnasnet", "shufflenet_v2_x1_0": "shufflenet_v2", "regnet_x_400mf": "regnet"}
+                       "mnasnet1_0": "mnasnet", "shufflenet_v2_x1_0": "shufflenet_v2", "regnet_x_400mf": "regnet",
+                       "densenet121": "densenet", "efficientnet_v2_m": "efficientnet_v2"}
     for alias, name in ALIASES.items():
         a, b = archspec.load(SPECS / f"{alias}.yaml"), archspec.load(SPECS / f"{name}.yaml")
         assert a.name != b.name and (a.params, a.macs, a.output_shape) == (b.params, b.macs, b.output_shape)

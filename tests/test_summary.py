@@ -19,7 +19,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import archspec
 from archspec.cli import main
 from archspec.reports.summary import activation_memory, human_bytes
-from conftest import ALL_SPECS, ROOT, SPECS
+from conftest import NETWORKS, ROOT, SPECS
 
 FULL = 100  # a depth past the deepest block of every bundled spec
 
@@ -45,7 +45,7 @@ def _flops_by_path(model: torch.nn.Module, x: torch.Tensor) -> dict[str, int]:
 
 # --- every row against the compiled module --------------------------------------------------------------
 
-@pytest.mark.parametrize("path", _params(ALL_SPECS))
+@pytest.mark.parametrize("path", _params(NETWORKS))  # an alias (conftest.ALIASES) is the same network
 def test_every_row_matches_the_compiled_module(path: Path) -> None:
     """At every row, down to the leaves: parameters = the submodule's numel sum, MACs = FlopCounterMode's
     count for that submodule / 2 (eval mode; the auxiliary heads in a training pass, where they run).
@@ -157,7 +157,7 @@ def test_activation_memory_equals_measured_on_cpu(name: str, size: int) -> None:
     assert (summary.forward_bytes, summary.training_bytes) == (estimate.forward_peak, estimate.training)
 
 
-@pytest.mark.parametrize("path", _params(ALL_SPECS))
+@pytest.mark.parametrize("path", _params(NETWORKS))  # an alias (conftest.ALIASES) is the same network
 def test_activation_memory_equals_measured_on_meta(path: Path) -> None:
     """The same measurement for every bundled spec, on the meta device (shapes only, so full-size inputs
     are instant), at batch 3 in bf16. Same 0.1% tolerance (see the CPU test): on meta an eval batch norm

@@ -7,7 +7,10 @@ norm, a linear: one node per state_dict group) and the calls that merge the tens
 nodes (add, mul, cat, ...). Every other call (activations, pooling, flatten, dropout, views) is
 transparent: its output is the node of its input. Each node gets a structural key, a hash of its kind,
 its tensors' roles and shapes and its operands' keys, where the operands of a commutative op (add, mul)
-are sorted by key and concat keeps its order (channel order means something). The canonical sequence
+are sorted by key and concat keeps its order (channel order means something). A concat of a concat's output
+along the same dim takes that concat's operands in its place: cat(cat(a, b), c) is cat(a, b, c), the same
+tensor, whether a model concatenates all earlier features at once (torchvision's DenseNet) or one at a time
+(an inception with an identity branch per layer). The canonical sequence
 of groups is a post-order walk from the sinks (sorted by key), operands in that order: two models with
 the same dataflow give the same sequence, whatever order their modules were registered or called in.
 """
@@ -40,6 +43,7 @@ class Node:
     kind: str  # "input", "param" or the name of a merging op ("add", "cat", ...)
     operands: list[int]
     groups: list[str] = field(default_factory=list)  # the state_dict groups (module prefixes) of a "param" node
+    dim: int | None = None  # the dim a "cat" node concatenates along
     roles_key: str = ""  # structure with tensor roles, without shapes
     full_key: str = ""  # the same with shapes
 
@@ -63,11 +67,18 @@ def _op_name(func: Any) -> str:
     return _RENAMED.get(name, name)
 
 
+def _cat_dim(args: tuple, kwargs: dict | None, ndim: int) -> int:
+    """The dim of torch.cat(tensors, dim=0), counted from the front."""
+    dim = args[1] if len(args) > 1 else (kwargs or {}).get("dim", 0)
+    return dim % ndim if isinstance(dim, int) and ndim else dim
+
+
 class _Recorder(TorchFunctionMode):
     def __init__(self, leaves: dict[int, str], signatures: Mapping[str, tuple]) -> None:
         super().__init__()
         self.nodes = [Node("input", [])]
         self.producer: dict[int, int] = {}
+        self.concatenated: dict[int, int] = {}  # id(the output tensor of a cat) -> its "cat" node
         self.owner = leaves  # id(tensor) -> its group, also for tensors derived from a group's tensors only
         self.signatures = signatures
         self.alive: list[Any] = []  # every recorded tensor stays alive, so that no id is reused
@@ -95,7 +106,11 @@ class _Recorder(TorchFunctionMode):
             return out
         if groups:
             node = self._add(Node("param", data, groups))
-        elif len(set(data)) > 1:  # a call on several tensors of one node (x * x, cat([x0, x1])) is unary
+        elif name == "cat":
+            node = self._cat([t for t in inputs if id(t) in self.producer], _cat_dim(args, kwargs, outs[0].dim()))
+            if self.nodes[node].kind == "cat":
+                self.concatenated[id(outs[0])] = node
+        elif len(set(data)) > 1:  # a call on several tensors of one node (x * x) is unary
             node = self._add(Node(name, data))
         else:
             node = data[0]
@@ -103,14 +118,27 @@ class _Recorder(TorchFunctionMode):
             self.producer[id(t)] = node
         return out
 
+    def _cat(self, inputs: list[torch.Tensor], dim: int) -> int:
+        """The node of cat(inputs, dim): an input that is a concat's output along `dim` (that very tensor, not
+        a part or view of it) gives that concat's operands; concatenated parts of one node (cat([x0, x1]) of
+        a chunked x) are that node."""
+        operands: list[int] = []
+        for t in inputs:
+            node = self.producer[id(t)]
+            inner = self.concatenated.get(id(t))
+            operands += self.nodes[node].operands if inner == node and self.nodes[node].dim == dim else [node]
+        if len(set(operands)) == 1:
+            return operands[0]
+        return self._add(Node("cat", operands, dim=dim))
+
     def _add(self, node: Node) -> int:
         keys = [self.nodes[i].order_key() for i in node.operands]
         if node.kind in COMMUTATIVE:
             keys.sort()
         roles = [sorted(r for r, _ in self.signatures[g]) for g in node.groups]
         shapes = [self.signatures[g] for g in node.groups]
-        node.roles_key = _hash(node.kind, roles, [k[0] for k in keys])
-        node.full_key = _hash(node.kind, shapes, [k[1] for k in keys])
+        node.roles_key = _hash(node.kind, node.dim, roles, [k[0] for k in keys])
+        node.full_key = _hash(node.kind, node.dim, shapes, [k[1] for k in keys])
         self.nodes.append(node)
         return len(self.nodes) - 1
 

@@ -151,7 +151,7 @@ def _height(node: Any) -> int:
 
 
 def set_path(root: LocDict, dotted: str, value: Any, loc: Loc) -> None:
-    """Set `value` at `a.b.2.c`; a list step is an index or the `name` of an item."""
+    """Set `value` at `a.b.2.c`; a list step is an index or the `name` of an item (null removes an item)."""
     steps = dotted.split(".")
     if len(steps) + _height(value) > MAX_DEPTH:
         raise SpecError(f"override '{printable(dotted)}' would nest the spec deeper than {MAX_DEPTH} levels", loc)
@@ -176,6 +176,11 @@ def set_path(root: LocDict, dotted: str, value: Any, loc: Loc) -> None:
                 where = ".".join(walked) or "the spec"
                 raise SpecError(f"override '{printable(dotted)}': no item '{printable(step)}' in {printable(where)} "
                                f"(an index 0..{len(node) - 1} or a name){hint}", loc)
+            if last and value is None:  # null removes the item: a variant without that layer
+                del node[index]
+                if index < len(node.item_locs):
+                    del node.item_locs[index]
+                return
             if last:
                 old = node[index]
                 if isinstance(value, LocDict) and isinstance(old, dict) and "name" in old and "name" not in value:

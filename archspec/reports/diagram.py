@@ -34,7 +34,8 @@ DETAILS: tuple[str, ...] = ("stage", "block", "layer")
 FORMATS = ("svg", "png", "pdf", "dot")
 INSTALL_HINT = ("apt-get install graphviz, brew install graphviz, conda install -c conda-forge graphviz, "
                 "or winget install graphviz / choco install graphviz on Windows")
-# Bounds on what is drawn (the bundled specs stay under them: at most 4 branches, 36 repetitions, 271 nodes)
+# Bounds on what is drawn (the bundled specs stay under them, at most 4 branches, 48 repetitions, 356 nodes,
+# but for DenseNet's 400+ at layer detail)
 # and on dot's time: a drawing of MAX_NODES nodes takes dot well under a second.
 MAX_BRANCHES = 32  # per inception module
 MAX_REPEATS = 64  # per stage, at layer detail
@@ -210,6 +211,8 @@ class _Drawer:
             name = child.name if times == 1 else f"{child.name}-{n.children[-1].name}"
             if child.form == "residual":
                 ins, out = self.residual(sub, child, level + 1, times, name)
+            elif child.form == "concat" and times == 1:  # a DenseNet layer: its input beside its new features
+                ins, out = self.concat(sub, child, level + 1)
             else:
                 out = self.box(sub, child, times, name=name)
                 ins = [(out, {})]

@@ -90,3 +90,14 @@ def test_zoo_page_is_current() -> None:
             assert f"(= `{name}`)" in page
         else:
             assert page.count(f"| [{name}](diagrams/{name}.svg)") == 1 and (ROOT / "docs" / "diagrams" / f"{name}.svg").exists()
+
+
+def test_every_torchvision_cnn_is_bundled_and_exact() -> None:
+    """The zoo is whole: each torchvision classification model that is a CNN (all but the vision transformers,
+    Swin and MaxViT) is the reference of a bundled spec, which tests/test_reference.py checks exactly."""
+    import torchvision
+
+    cnns = [name for name in torchvision.models.list_models(module=torchvision.models)
+            if not name.startswith(("vit_", "swin_", "maxvit"))]
+    referenced = {archspec.load(path, analyse=False).reference for path in ALL_SPECS}
+    assert len(cnns) >= 68 and [name for name in cnns if f"torchvision:{name}" not in referenced] == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import math
 import operator
+from functools import lru_cache
 from typing import Any, Callable
 
 from ..errors import did_you_mean
@@ -49,7 +50,11 @@ def is_expression(value: Any) -> bool:
 
 def evaluate(text: str, names: dict[str, Value]) -> Value:
     """The value of `= EXPR` with `names` bound; ExprError for anything outside the grammar or the bounds."""
-    source = text[1:].strip()
+    return _Walker(names).value(_parse(text[1:].strip()))
+
+
+@lru_cache(maxsize=1024)  # a defined block's body is substituted at every use: each text is parsed once
+def _parse(source: str) -> ast.expr:
     if len(source) > MAX_LENGTH:
         raise ExprError(f"an expression has at most {MAX_LENGTH} characters (this one has {len(source):,})")
     try:
@@ -61,7 +66,7 @@ def evaluate(text: str, names: dict[str, Value]) -> Value:
         raise ExprError("not a valid expression") from None
     if sum(1 for _ in ast.walk(tree)) > MAX_NODES:
         raise ExprError(f"an expression has at most {MAX_NODES} terms")
-    return _Walker(names).value(tree.body)
+    return tree.body
 
 
 class _Walker:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from contextvars import ContextVar
 from math import prod
-from typing import TYPE_CHECKING, Annotated, ClassVar, Iterator, Literal, NoReturn, Sequence
+from typing import TYPE_CHECKING, Annotated, Callable, ClassVar, Iterator, Literal, NoReturn, Sequence
 
 from pydantic import ConfigDict, Field, PrivateAttr, ValidationError
 
@@ -39,19 +39,36 @@ InitStd = Annotated[float, Field(gt=0, le=10)]
 MAX_BLOCKS = 10_000
 MAX_DIM = 2 ** 40
 _BUDGET: ContextVar[list[int] | None] = ContextVar("archspec_block_budget", default=None)
+# {(id(block), input shape): (block, its expansion)} of one analysis (the block is kept, so its id is not reused)
+_EXPANSIONS: ContextVar[dict[tuple[int, Shape], tuple["Block", "Block"]] | None] = ContextVar("archspec_expansions",
+                                                                                           default=None)
 
 
 @contextmanager
 def block_budget(limit: int = MAX_BLOCKS) -> Iterator[None]:
-    """One analysis: the blocks visited inside share `limit` (nested calls keep the outer budget)."""
+    """One analysis: the blocks visited inside share `limit` (nested calls keep the outer budget), and a macro
+    block expands once per input shape."""
     if _BUDGET.get() is not None:
         yield
         return
-    token = _BUDGET.set([limit])
+    token, expansions = _BUDGET.set([limit]), _EXPANSIONS.set({})
     try:
         yield
     finally:
         _BUDGET.reset(token)
+        _EXPANSIONS.reset(expansions)
+
+
+def expanded_once(block: "Block", x: Shape, expand: Callable[[Shape], "Block"]) -> "Block":
+    """`expand(x)`, or what it gave for this block at this input shape before in this analysis: a stage's later
+    repetitions are one block, so their expansion (and its validation) is done once and shared by their nodes."""
+    memo = _EXPANSIONS.get()
+    if memo is None:
+        return expand(x)
+    key = (id(block), x)
+    if key not in memo:
+        memo[key] = (block, expand(x))
+    return memo[key][1]
 
 
 def pair(value: int | tuple[int, int]) -> tuple[int, int]:
@@ -170,7 +187,7 @@ class MacroBlock(Block):
 
     def analyse(self, x: Shape, name: str, path: str) -> Node:
         try:
-            expanded = self.expand(x)
+            expanded = expanded_once(self, x, self.expand)
         except ValidationError as exc:  # e.g. a layer wider than the 1,000,000-channel bound
             self.fail(path, f"does not expand at input {fmt_shape(x)}: {validation_message(exc)}")
         node = expanded.located(self._loc).analyse(x, name, path)

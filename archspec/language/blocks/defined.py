@@ -21,7 +21,7 @@ from ..model import SpecModel
 from ..scaling import Channels
 from ..source import LocDict, LocList, loc_of, printable, tree_size
 from .anyblock import BlockList
-from .base import Block, MacroBlock, Name, Node, Shape
+from .base import Block, MacroBlock, Name, Node, Shape, expanded_once
 from .sequence import Sequence
 
 MAX_DEFINITIONS = 64
@@ -150,6 +150,11 @@ class Library:
             if budget[0] < 0:
                 raise SpecError("the uses of blocks defined under 'blocks:' expand to too many values; "
                                 "use fewer or smaller ones", definition.loc, f"blocks.{block.type}")
+        return expanded_once(block, x, lambda x: self._body(block, x))
+
+    def _body(self, block: DefinedBlock, x: Shape) -> Block:
+        """The use's body, its expressions evaluated, validated as blocks."""
+        definition = self.definitions[block.type]
         names = {**block.args.model_dump(), "in_channels": x[0]}
         body = _substitute(definition.body, names, block.type)
         many = isinstance(body, list)

@@ -187,10 +187,10 @@ class MacroBlock(Block):
 
     def analyse(self, x: Shape, name: str, path: str) -> Node:
         try:
-            expanded = expanded_once(self, x, self.expand)
+            expanded = expanded_once(self, x, lambda x: self.expand(x).located(self._loc))
         except ValidationError as exc:  # e.g. a layer wider than the 1,000,000-channel bound
             self.fail(path, f"does not expand at input {fmt_shape(x)}: {validation_message(exc)}")
-        node = expanded.located(self._loc).analyse(x, name, path)
+        node = expanded.analyse(x, name, path)
         node.block, node.expanded = self, expanded
         return node
 

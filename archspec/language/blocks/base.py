@@ -6,6 +6,7 @@ A block type is one file holding its pydantic model, its shape rule and analytic
 from __future__ import annotations
 
 from contextlib import contextmanager
+from functools import cache
 from contextvars import ContextVar
 from math import prod
 from typing import TYPE_CHECKING, Annotated, Callable, ClassVar, Iterator, Literal, NoReturn, Sequence
@@ -15,6 +16,7 @@ from pydantic import ConfigDict, Field, PrivateAttr, ValidationError
 from ...errors import Loc, SpecError
 from ...ir.node import Node, Shape, child_path, fmt_shape
 from ..model import SpecModel
+from ..scaling import annotation_parts
 
 if TYPE_CHECKING:
     from torch import nn
@@ -168,7 +170,7 @@ class Block(SpecModel):
     def located(self, loc: Loc | None) -> "Block":
         """This block (and the blocks it holds) located at `loc`: used by macro blocks."""
         self._loc = loc
-        for value in self.__dict__.values():
+        for value in (getattr(self, name) for name in _block_fields(type(self))):
             if isinstance(value, Block):
                 value.located(loc)
             elif isinstance(value, (list, dict)):  # a list of blocks, or inception branches (lists of blocks)
@@ -177,6 +179,13 @@ class Block(SpecModel):
                         if isinstance(block, Block):
                             block.located(loc)
         return self
+
+
+@cache
+def _block_fields(model: type[Block]) -> tuple[str, ...]:
+    """The fields of a block model that hold blocks (a list of layers, a stage's block, an SE, branches)."""
+    return tuple(name for name, info in model.model_fields.items()
+                 if any(isinstance(part, type) and issubclass(part, Block) for part in annotation_parts(*info.metadata, info.annotation)))
 
 
 class MacroBlock(Block):

@@ -101,3 +101,33 @@ def test_every_torchvision_cnn_is_bundled_and_exact() -> None:
             if not name.startswith(("vit_", "swin_", "maxvit"))]
     referenced = {archspec.load(path, analyse=False).reference for path in ALL_SPECS}
     assert len(cnns) >= 68 and [name for name in cnns if f"torchvision:{name}" not in referenced] == []
+
+
+def test_list_reuses_a_row_while_its_files_and_archspec_are_unchanged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The catalogue's cache (reports/cache.py): a row is reused while the spec, the files it extends and archspec's
+    source keep their bytes; an edit to a parent recomputes its children; a broken or unwritable cache is ignored."""
+    from archspec.reports import cache, catalogue as cat
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    folder = tmp_path / "specs"
+    folder.mkdir()
+    (folder / "parent.yaml").write_text("name: parent\ninput: {size: 32}\nlayers:\n  - {name: c, type: conv, out: 8, kernel: 3}\n")
+    (folder / "child.yaml").write_text("extends: parent.yaml\nname: child\n")
+    files = cat.spec_files([folder])
+    first, _ = cat.catalogue(files)
+    assert [e.params for e in first] == [224, 224] and first[1].alias_of == "child"
+    real_load = cat.load
+    monkeypatch.setattr(cat, "load", lambda path: pytest.fail(f"{path} was loaded, not taken from the cache"))
+    assert cat.catalogue(files)[0] == first
+    (folder / "parent.yaml").write_text((folder / "parent.yaml").read_text().replace("out: 8", "out: 16"))
+    loaded: list[str] = []
+    monkeypatch.setattr(cat, "load", lambda path: loaded.append(Path(path).name) or real_load(path))
+    assert [e.params for e in cat.catalogue(files)[0]] == [448, 448] and sorted(loaded) == ["child.yaml", "parent.yaml"]
+    loaded.clear()
+    monkeypatch.setattr(cache, "code_fingerprint", lambda: "other code")
+    cat.catalogue(files)
+    assert sorted(loaded) == ["child.yaml", "parent.yaml"]  # rows computed by other code are not reused
+    (tmp_path / "cache" / "archspec" / "catalogue.json").write_text("{not json")
+    assert [e.params for e in cat.catalogue(files)[0]] == [448, 448]
+    monkeypatch.setenv("XDG_CACHE_HOME", str(folder / "parent.yaml"))  # a file where the folder should be
+    assert [e.params for e in cat.catalogue(files)[0]] == [448, 448]

@@ -217,7 +217,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     """The specs of the folders given (default: the bundled ones); a spec that does not load is one line, exit 2."""
     from ..reports.catalogue import BUNDLED, catalogue, spec_files, text
 
-    entries, errors = catalogue(spec_files([Path(f) for f in args.folders] or [BUNDLED]))
+    entries, errors = catalogue(spec_files([Path(f) for f in args.folders] or [BUNDLED]), cached=not args.no_cache)
     for error in errors:
         print(error, file=sys.stderr)
     print(json.dumps([e.to_dict() for e in entries], indent=2) if args.json else text(entries))
@@ -306,6 +306,8 @@ def parser() -> argparse.ArgumentParser:
                                   "reference each equals exactly or the source it follows (no torch)")
     c.add_argument("folders", nargs="*", metavar="FOLDER", help="folders of specs (default: the bundled specs)")
     c.add_argument("--json", action="store_true", help="machine-readable output")
+    c.add_argument("--no-cache", action="store_true", help="validate and analyse every spec again (by default a "
+                   "spec's row is reused while its files and archspec are unchanged: ~/.cache/archspec)")
     c = command("schema", cmd_schema, "print the JSON Schema of the spec language (for editor autocompletion)")
     c.add_argument("spec", nargs="?", metavar="SPEC", help="also list the block types this spec defines ('blocks:')")
     return p

@@ -31,6 +31,12 @@ def load_raw(path: str | Path, variant: str | None = None) -> LocDict:
         return fold(_chain(Path(path)), variant)
 
 
+def source_files(path: str | Path) -> list[Path]:
+    """The files a spec is made of: the files it extends, the root first, and itself."""
+    with source_budget():
+        return [Path(raw.loc.file) for raw in _chain(Path(path))]
+
+
 def _chain(path: Path) -> list[LocDict]:
     """The raw trees of `path` and the files it extends, the root first."""
     files = [read_file(path)]

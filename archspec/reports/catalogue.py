@@ -2,6 +2,7 @@
 a network by: family, parameters, MACs, input size, and what the numbers are checked against. No torch."""
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -9,7 +10,9 @@ from typing import Any, Iterable
 
 from ..errors import SpecError
 from ..ir.node import fmt_shape
+from ..language.inherit import source_files
 from ..language.spec import Spec, load
+from .cache import FileCache
 
 # The specs beside the package: a checkout, or an editable install (`pip install -e .`).
 BUNDLED = Path(__file__).resolve().parents[2] / "specs"
@@ -54,23 +57,40 @@ def spec_files(folders: Iterable[Path]) -> list[Path]:
     return files
 
 
-def catalogue(files: Iterable[Path]) -> tuple[list[Entry], list[SpecError]]:
-    """The entries of the specs that load, by family then MACs, and the errors of those that do not."""
-    specs: list[tuple[Path, Spec]] = []
+def catalogue(files: Iterable[Path], cached: bool = True) -> tuple[list[Entry], list[SpecError]]:
+    """The entries of the specs that load, by family then MACs, and the errors of those that do not. With `cached`,
+    a spec's row is taken from the user's cache (reports/cache.py) while its files and archspec are unchanged."""
+    store = FileCache("catalogue") if cached else None
+    rows: list[tuple[Path, dict[str, Any]]] = []
     errors = []
     for path in files:
-        try:
-            specs.append((path, load(path)))
-        except SpecError as exc:
-            errors.append(exc)
-    first: dict[str, Spec] = {}
+        row = store.get(str(path.resolve())) if store else None
+        if row is None:
+            try:
+                row = _row(load(path))
+            except SpecError as exc:
+                errors.append(exc)
+                continue
+            if store:
+                store.put(str(path.resolve()), row, source_files(path))
+        rows.append((path, row))
+    if store:
+        store.save()
+    first: dict[str, dict[str, Any]] = {}
     entries = []
-    for path, spec in specs:
-        original = first.setdefault(network_key(spec), spec)
-        alias_of = original.name if original is not spec else None
-        entries.append(Entry(str(path), spec.name, spec.family or spec.name, spec.params, spec.macs, spec.input.shape,
-                             spec.reference, spec.description, alias_of, original.reference is not None))
+    for path, row in rows:
+        original = first.setdefault(row["network"], row)
+        alias_of = original["name"] if original is not row else None
+        entries.append(Entry(str(path), row["name"], row["family"], row["params"], row["macs"], tuple(row["input"]),
+                             row["reference"], row["description"], alias_of, original["reference"] is not None))
     return sorted(entries, key=lambda e: (e.family.lower(), e.macs, e.name)), errors
+
+
+def _row(spec: Spec) -> dict[str, Any]:
+    """What the catalogue shows of a spec, and the network it resolves to, as JSON data."""
+    return {"name": spec.name, "family": spec.family or spec.name, "params": spec.params, "macs": spec.macs,
+            "input": list(spec.input.shape), "reference": spec.reference, "description": spec.description,
+            "network": hashlib.sha256(network_key(spec).encode()).hexdigest()}
 
 
 def network_key(spec: Spec) -> str:

@@ -296,7 +296,7 @@ def test_a_network_at_the_block_budget_at_layer_detail_is_drawn_with_the_rest_el
 
 
 def test_the_node_budget_elides_the_rest_of_a_long_chain() -> None:
-    layers = "".join(f"  - {{type: conv, out: 4, kernel: 1}}\n" for _ in range(2 * MAX_NODES))
+    layers = "".join("  - {type: conv, out: 4, kernel: 1}\n" for _ in range(2 * MAX_NODES))
     drawing = diagram(archspec.loads(f"name: long\ninput: {{channels: 3, size: 8}}\nlayers:\n{layers}"), "stage")
     assert drawing.elided == [f"… {MAX_NODES + 1:,} more layers (not drawn)"] and drawing.nodes == MAX_NODES + 2
     assert edges(drawing)[-1][2] == "4x8x8"  # the elided part still passes on its output shape

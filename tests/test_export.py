@@ -24,7 +24,7 @@ import archspec
 from archspec.cli import main as cli_main
 from archspec.errors import SpecError
 from archspec.backend.compiler import example_input
-from archspec.exports.formats import (ExportError, export_program, python_source, run_onnx, run_pt2,
+from archspec.exports.formats import (export_program, python_source, run_onnx, run_pt2,
                              save_onnx)
 from conftest import REPRESENTATIVES, ROOT, SPECS, background_result
 

@@ -26,6 +26,9 @@ import archspec  # noqa: E402
 from archspec.reports.catalogue import network_key  # noqa: E402
 
 ALL_SPECS = sorted(SPECS.glob("*.yaml"))
+# A background worker (a process spawned below) imports a test module only for its jobs: it skips the work that
+# parametrises the tests (loading every spec, importing timm to find each reference's module).
+IN_WORKER = multiprocessing.parent_process() is not None
 
 
 def _network(path: Path) -> str:
@@ -46,8 +49,8 @@ def _aliases() -> dict[str, str]:
 
 # A family's entry point that resolves to one of its members (inception.yaml is googlenet.yaml): the
 # per-spec checks that take seconds (export, dynamo, references) run once per network, in NETWORKS.
-ALIASES = _aliases()
-NETWORKS = [p for p in ALL_SPECS if p.stem not in ALIASES]
+ALIASES = {} if IN_WORKER else _aliases()
+NETWORKS = [] if IN_WORKER else [p for p in ALL_SPECS if p.stem not in ALIASES]
 REFERENCED = [p for p in NETWORKS if archspec.load(p, analyse=False).reference]
 
 

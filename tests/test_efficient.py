@@ -6,13 +6,18 @@ import itertools
 import pytest
 import torch
 import torchvision
-from timm.layers import make_divisible as timm_make_divisible
 from torchvision.models._utils import _make_divisible as torchvision_make_divisible
 
 import archspec
 from archspec.cli import main
 from archspec.language.scaling import Scaling, make_divisible
 from conftest import SPECS
+
+
+def timm_make_divisible(*args: float, **kwargs: float) -> int:
+    from timm.layers import make_divisible  # imported when a test runs: timm takes seconds to import
+
+    return make_divisible(*args, **kwargs)
 
 
 @pytest.mark.parametrize("value,divisor", list(itertools.product(

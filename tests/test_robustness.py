@@ -54,13 +54,13 @@ def test_fuzz_corpus_gives_only_specs_and_located_errors() -> None:
     """A seeded corpus of mutated bundled specs: 0 crashes, every answer within a second of CPU time
     (benchmarks/fuzz.py runs a larger corpus; the slowest answers, analyses stopped by the block budget,
     take about 0.3 s)."""
-    report = fuzz(ALL_SPECS, cases=2000, seed=20261128, time_limit=1.0)
+    report = fuzz(ALL_SPECS, cases=1500, seed=20261128, time_limit=1.0)
     assert not report.crashes, report.format()
     assert not report.slow, report.format()
-    assert report.tried == 2000
+    assert report.tried == 1500
     # The mutations have teeth: many inputs are refused, for many different reasons, and some pass.
-    assert report.accepted > 200 and sum(report.rejected.values()) > 1200, report.format()
-    assert len(report.rejected) > 80, report.format()
+    assert report.accepted > 150 and sum(report.rejected.values()) > 900, report.format()
+    assert len(report.rejected) > 70, report.format()
     assert any("not valid YAML" in c for c in report.rejected)
     assert any("is not a field of" in c for c in report.rejected)
 

@@ -98,12 +98,11 @@ BLOCK_SCHEMA = {"x-archspec": "a block"}
 def json_schema_defs() -> dict[str, Any]:
     """`$defs` for a JSON Schema of specs: every block model, and `AnyBlock`, their union by `type`."""
     defs: dict[str, Any] = {}
-    mapping: dict[str, str] = {}
-    for name, cls in BLOCK_TYPES.items():
+    for cls in dict.fromkeys(BLOCK_TYPES.values()):  # a model of several types (the activations) once
         schema = cls.model_json_schema(ref_template="#/$defs/{model}")
         defs.update(schema.pop("$defs", {}))
         defs[cls.__name__] = schema
-        mapping[name] = f"#/$defs/{cls.__name__}"
+    mapping = {name: f"#/$defs/{cls.__name__}" for name, cls in BLOCK_TYPES.items()}
     defs["AnyBlock"] = {"oneOf": [{"$ref": ref} for ref in dict.fromkeys(mapping.values())],
                         "discriminator": {"propertyName": "type", "mapping": mapping}}
     return defs

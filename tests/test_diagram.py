@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import archspec
-from archspec.language.blocks import BLOCK_CLASSES, AuxHead
+from archspec.language.blocks import BLOCK_TYPES, AuxHead
 from archspec.language.blocks.base import MAX_BLOCKS
 from archspec.language.blocks.base import NamedPath, Node, fmt_shape
 from archspec.reports.diagram import COLOURS, DETAILS, MAX_BRANCHES, MAX_NODES, MAX_REPEATS, PLAIN, Drawing, diagram, render
@@ -163,7 +163,7 @@ def test_se_and_projection_are_marked() -> None:
 
 
 def test_every_block_kind_has_a_colour_and_a_legend_entry() -> None:
-    for cls in [*BLOCK_CLASSES, AuxHead, NamedPath]:
+    for cls in [*dict.fromkeys(BLOCK_TYPES.values()), AuxHead, NamedPath]:
         assert cls.kind == "other" or cls.kind in COLOURS, f"{cls.__name__}.kind = {cls.kind!r} has no colour"
     drawing = diagram(archspec.load(SPECS / "efficientnet_b0.yaml"), "layer")
     assert {"convolution", "squeeze-excitation", "pooling", "fully connected"} <= drawing.kinds

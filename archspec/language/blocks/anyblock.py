@@ -19,9 +19,7 @@ from ...errors import SpecError
 from ..scaling import annotation_parts
 from ..source import MAX_DEFAULT_VALUES, LocDict, LocList
 from .base import Block
-
-# {type name: its model}, filled by blocks/__init__.py (the registry), read when a block is validated.
-BLOCK_TYPES: dict[str, type[Block]] = {}
+from .registry import BLOCK_TYPES
 
 
 def _with_defaults(item: Any, info: ValidationInfo) -> Any:

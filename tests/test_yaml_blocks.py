@@ -260,3 +260,18 @@ def test_shared_definitions_are_checked_once_and_expansions_are_bounded() -> Non
     message = _error(_chain_of_definitions(60, "b40"))  # 2^40 convs: refused after 2,000 expansions
     assert message.startswith("x.yaml:65:5: 0 (b40): in block 'b")  # at the use, naming the innermost definition
     assert "more than 2,000 uses of blocks defined under 'blocks:' to expand" in message
+
+
+def test_uses_with_the_same_arguments_share_one_validated_body() -> None:
+    """DenseNet-121's 58 dense layers take the same arguments and their body does not read `in_channels`: one
+    body, validated once. A transition's body reads `in_channels`: one body per input width."""
+    nodes = [n for n in archspec.load(SPECS / "densenet121.yaml").analyse().walk()
+             if n.type in ("dense_layer", "transition")]
+    dense = [n for n in nodes if n.type == "dense_layer"]
+    assert len(dense) == 58 and len({id(n.expanded) for n in dense}) == 1
+    assert len({id(n.expanded) for n in nodes if n.type == "transition"}) == 3
+    library = dense[0].block._library
+    assert library.reads_in_channels == {"dense_layer": False, "transition": True}
+    assert sorted(key[2] or 0 for key in library.bodies) == [0, 256, 512, 1024]
+    # The shared body still gives every use its own input shape and cost.
+    assert len({n.in_shape for n in dense}) == 58 and dense[0].params != dense[-1].params

@@ -128,6 +128,10 @@ class Library:
         self.models = {name: _args_model(name, _signature(d)) for name, d in definitions.items()}
         self.sizes = {name: tree_size(d.body) for name, d in definitions.items()}
         self.expansions_left = MAX_EXPANSIONS
+        # {(type, arguments[, in_channels]): validated body}: uses with the same arguments (and input width, where
+        # the body reads it) share one body, as a stage's repetitions share one expansion (DenseNet-201: 98 uses)
+        self.bodies: dict[tuple[str, str, int | None], Block] = {}
+        self.reads_in_channels: dict[str, bool] = {}
 
     def use(self, raw: dict[str, Any]) -> DefinedBlock:
         """A use of a defined type, its arguments checked (a ValidationError locates the bad one)."""
@@ -150,12 +154,23 @@ class Library:
             if budget[0] < 0:
                 raise SpecError("the uses of blocks defined under 'blocks:' expand to too many values; "
                                 "use fewer or smaller ones", definition.loc, f"blocks.{block.type}")
-        return expanded_once(block, x, lambda x: self._body(block, x))
+        return expanded_once(block, x, lambda x: self._shared_body(block, x))
 
-    def _body(self, block: DefinedBlock, x: Shape) -> Block:
+    def _shared_body(self, block: DefinedBlock, x: Shape) -> Block:
+        """The use's body, validated once for its arguments (and input width, where the body reads it)."""
+        reads = self.reads_in_channels.get(block.type)
+        key = (block.type, repr(block.args), x[0] if reads is not False else None)
+        if key not in self.bodies:
+            names = _Names({**block.args.model_dump(), "in_channels": x[0]})
+            body = self._body(block, names)
+            self.reads_in_channels[block.type] = "in_channels" in names.read
+            key = (block.type, repr(block.args), x[0] if "in_channels" in names.read else None)
+            self.bodies[key] = body
+        return self.bodies[key]
+
+    def _body(self, block: DefinedBlock, names: dict[str, Any]) -> Block:
         """The use's body, its expressions evaluated, validated as blocks."""
         definition = self.definitions[block.type]
-        names = {**block.args.model_dump(), "in_channels": x[0]}
         body = _substitute(definition.body, names, block.type)
         many = isinstance(body, list)
         items = body if many else LocList([body], loc=loc_of(body, definition.loc), item_locs=[loc_of(body, definition.loc)])
@@ -171,6 +186,18 @@ class Library:
         sequence = Sequence(type="sequence", layers=layers)
         sequence._loc = definition.loc
         return sequence
+
+
+class _Names(dict[str, Any]):
+    """The names a body's expressions may read, recording which they did."""
+
+    def __init__(self, names: dict[str, Any]) -> None:
+        super().__init__(names)
+        self.read: set[str] = set()
+
+    def __getitem__(self, name: str) -> Any:
+        self.read.add(name)
+        return super().__getitem__(name)
 
 
 def _check_definition(name: str, definition: Definition, builtin: Collection[str]) -> None:

@@ -68,6 +68,20 @@ def test_a_folder_lists_its_specs_and_reports_a_broken_one(tmp_path: Path, capsy
     assert len(err.splitlines()) == 1 and "broken.yaml:10:43: " in err and "'strid'" in err
 
 
+def test_list_reads_a_folder_in_several_processes_as_in_one(tmp_path: Path) -> None:
+    """`list --no-cache` shares the specs out to worker processes (archspec/fanout.py): the same rows and the
+    same error, whatever the number of processes."""
+    for width in range(8, 28):
+        (tmp_path / f"r{width}.yaml").write_text(f"extends: {SPECS / 'resnet18.yaml'}\nname: r{width}\n"
+                                                 f"layers.fc.out: {width}\n")
+    (tmp_path / "broken.yaml").write_text((ROOT / "tests" / "broken" / "misspelled_field.yaml").read_text())
+    runs = [subprocess.run([sys.executable, "cli.py", "list", str(tmp_path), "--no-cache", "-j", jobs], cwd=ROOT,
+                           capture_output=True, text=True, timeout=120) for jobs in ("1", "2")]
+    assert [run.returncode for run in runs] == [2, 2]
+    assert runs[0].stdout == runs[1].stdout and runs[0].stderr == runs[1].stderr
+    assert len(runs[0].stdout.splitlines()) == 1 + 20 and "broken.yaml:10:43: " in runs[0].stderr
+
+
 def test_list_does_not_import_torch() -> None:
     result = subprocess.run([sys.executable, "-c", NO_TORCH, "list", "--json"], cwd=ROOT, capture_output=True,
                             text=True, timeout=120)

@@ -41,6 +41,32 @@ def test_validate_reports_every_spec(capsys: pytest.CaptureFixture[str]) -> None
     assert len(out) == len(paths) and all(line.startswith("ok  ") for line in out)
 
 
+def test_validate_reads_many_specs_in_several_processes_as_in_one() -> None:
+    """The files are shared out to worker processes (archspec/fanout.py): the same lines in the same order, the
+    same errors and exit code as in one process."""
+    paths = [*sorted(str(p.relative_to(ROOT)) for p in SPECS.glob("*.yaml")), "tests/broken/bool_as_size.yaml"]
+    runs = [subprocess.run([sys.executable, "cli.py", "validate", "-j", jobs, *paths], cwd=ROOT, capture_output=True,
+                           text=True, timeout=120) for jobs in ("1", "2")]
+    assert [run.returncode for run in runs] == [2, 2]
+    assert runs[0].stdout == runs[1].stdout and runs[0].stderr == runs[1].stderr
+    assert [line.split()[1] for line in runs[0].stdout.splitlines()] == paths[:-1]
+    assert runs[0].stderr.startswith("tests/broken/bool_as_size.yaml:2:9: ")
+
+
+def test_fan_out_works_in_worker_processes_and_keeps_the_order() -> None:
+    code = ("import os, time\n"
+            "from archspec.fanout import fan_out\n"
+            "def work(i):\n"
+            "    time.sleep(0.01 * (i % 3))\n"
+            "    return i, os.getpid()\n"
+            "if __name__ == '__main__':\n"
+            "    for jobs in (2, 1):\n"
+            "        found = list(fan_out(work, range(40), jobs))\n"
+            "        print([i for i, _ in found] == list(range(40)), len({pid for _, pid in found} - {os.getpid()}))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["True 2", "True 0"]
+
+
 def test_build_prints_totals_and_writes_a_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     checkpoint = tmp_path / "r18.pt"
     assert main(["build", str(SPECS / "resnet18.yaml"), "--set", "layers.fc.out=10", "-o", str(checkpoint)]) == 0

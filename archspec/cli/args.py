@@ -40,6 +40,12 @@ def load_spec(args: argparse.Namespace, path: str | None = None, variant: str | 
                 variant=variant or getattr(args, "variant", None), phi=getattr(args, "phi", None))
 
 
+def add_jobs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-j", "--jobs", type=positive_int, default=None, metavar="N",
+                        help="read the specs in up to N processes (default: one per CPU, for 16 specs or more; "
+                             "1: in this one)")
+
+
 def add_allow_large(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-large", action="store_true",
                         help="run even if the estimated memory exceeds half of what is available")

@@ -8,6 +8,7 @@ torch is imported only by the commands that build or run a model.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -16,9 +17,10 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..language.blocks.base import fmt_shape
-from .args import add_allow_large, add_weight_options, check_fits, load_spec, positive_int
+from .args import add_allow_large, add_jobs, add_weight_options, check_fits, load_spec, positive_int
 from .inference import EXPORT_HELP, PREDICT_HELP, add_export_arguments, add_predict_arguments, cmd_export, cmd_predict
 from ..errors import InputError, SpecError
+from ..fanout import fan_out
 from ..files import OutputError, check_output
 from ..language.spec import load
 from ..ir.memory import DTYPES
@@ -30,16 +32,23 @@ EXIT_SPEC_ERROR = 2
 
 def cmd_validate(args: argparse.Namespace) -> int:
     status = 0
-    for path in args.specs:
-        try:
-            spec = load_spec(args, path)
-        except SpecError as exc:
-            print(exc, file=sys.stderr)
+    for line, error in fan_out(functools.partial(_validate_one, args), args.specs, args.jobs):
+        if error:
+            print(error, file=sys.stderr)
             status = EXIT_SPEC_ERROR
-            continue
-        print(f"ok  {path}  {spec.name}: {spec.params:,} params, {human(spec.macs, 'MACs')}, "
-              f"output {fmt_shape(spec.output_shape)}")
+        else:
+            print(line)
     return status
+
+
+def _validate_one(args: argparse.Namespace, path: str) -> tuple[str, str]:
+    """validate's line for one spec, or its error."""
+    try:
+        spec = load_spec(args, path)
+    except SpecError as exc:
+        return "", str(exc)
+    return (f"ok  {path}  {spec.name}: {spec.params:,} params, {human(spec.macs, 'MACs')}, "
+            f"output {fmt_shape(spec.output_shape)}"), ""
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -217,7 +226,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     """The specs of the folders given (default: the bundled ones); a spec that does not load is one line, exit 2."""
     from ..reports.catalogue import BUNDLED, catalogue, spec_files, text
 
-    entries, errors = catalogue(spec_files([Path(f) for f in args.folders] or [BUNDLED]), cached=not args.no_cache)
+    entries, errors = catalogue(spec_files([Path(f) for f in args.folders] or [BUNDLED]), cached=not args.no_cache,
+                               jobs=args.jobs)
     for error in errors:
         print(error, file=sys.stderr)
     print(json.dumps([e.to_dict() for e in entries], indent=2) if args.json else text(entries))
@@ -262,6 +272,7 @@ def parser() -> argparse.ArgumentParser:
 
     c = command("validate", cmd_validate, "check specs: fields, types and every shape (no torch)")
     c.add_argument("specs", nargs="+", metavar="SPEC")
+    add_jobs(c)
     c = command("build", cmd_build, "compile a spec, run one dummy forward pass, optionally save a checkpoint")
     c.add_argument("spec", metavar="SPEC")
     c.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, meta ... (default: cpu)")
@@ -308,12 +319,16 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="machine-readable output")
     c.add_argument("--no-cache", action="store_true", help="validate and analyse every spec again (by default a "
                    "spec's row is reused while its files and archspec are unchanged: ~/.cache/archspec)")
+    add_jobs(c)
     c = command("schema", cmd_schema, "print the JSON Schema of the spec language (for editor autocompletion)")
     c.add_argument("spec", nargs="?", metavar="SPEC", help="also list the block types this spec defines ('blocks:')")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # No pydantic plugin observes archspec's own validation; looking for them reads the metadata of every
+    # installed distribution (about 25 ms of each command). An explicit setting is kept.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     args = parser().parse_args(argv)
     try:
         return args.func(args)

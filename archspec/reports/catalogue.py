@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import SpecError
+from ..fanout import fan_out
 from ..ir.node import fmt_shape
 from ..language.inherit import source_files
 from ..language.spec import Spec, load
@@ -57,25 +58,24 @@ def spec_files(folders: Iterable[Path]) -> list[Path]:
     return files
 
 
-def catalogue(files: Iterable[Path], cached: bool = True) -> tuple[list[Entry], list[SpecError]]:
+def catalogue(files: Iterable[Path], cached: bool = True, jobs: int | None = None) -> tuple[list[Entry], list[SpecError]]:
     """The entries of the specs that load, by family then MACs, and the errors of those that do not. With `cached`,
-    a spec's row is taken from the user's cache (reports/cache.py) while its files and archspec are unchanged."""
+    a spec's row is taken from the user's cache (reports/cache.py) while its files and archspec are unchanged;
+    the others are read in up to `jobs` processes (`fanout.py`)."""
     store = FileCache("catalogue") if cached else None
-    rows: list[tuple[Path, dict[str, Any]]] = []
+    found = {path: store.get(str(path.resolve())) if store else None for path in files}
+    missing = [path for path, row in found.items() if row is None]
     errors = []
-    for path in files:
-        row = store.get(str(path.resolve())) if store else None
-        if row is None:
-            try:
-                row = _row(load(path))
-            except SpecError as exc:
-                errors.append(exc)
-                continue
-            if store:
-                store.put(str(path.resolve()), row, source_files(path))
-        rows.append((path, row))
+    for path, row in zip(missing, fan_out(_row_or_error, missing, jobs)):
+        if isinstance(row, SpecError):
+            errors.append(row)
+            continue
+        found[path] = row
+        if store:
+            store.put(str(path.resolve()), row, source_files(path))
     if store:
         store.save()
+    rows = [(path, row) for path, row in found.items() if row is not None]
     first: dict[str, dict[str, Any]] = {}
     entries = []
     for path, row in rows:
@@ -84,6 +84,13 @@ def catalogue(files: Iterable[Path], cached: bool = True) -> tuple[list[Entry], 
         entries.append(Entry(str(path), row["name"], row["family"], row["params"], row["macs"], tuple(row["input"]),
                              row["reference"], row["description"], alias_of, original["reference"] is not None))
     return sorted(entries, key=lambda e: (e.family.lower(), e.macs, e.name)), errors
+
+
+def _row_or_error(path: Path) -> dict[str, Any] | SpecError:
+    try:
+        return _row(load(path))
+    except SpecError as exc:
+        return exc
 
 
 def _row(spec: Spec) -> dict[str, Any]:

@@ -1,7 +1,10 @@
 """Every spec with a torchvision/timm reference matches it exactly: parameters, MACs, outputs."""
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -11,7 +14,7 @@ import archspec
 from archspec.backend.references import reference_model
 from archspec.backend.interop import transfer
 from archspec.backend.references import randomise_norms
-from conftest import REFERENCED, SPECS, spec_params
+from conftest import REFERENCED, SPECS, background_result, spec_params
 
 
 def _published_gmacs(reference: str, size: int) -> float | None:
@@ -27,43 +30,64 @@ def _published_gmacs(reference: str, size: int) -> float | None:
     return (fitting[0] if fitting else weights.DEFAULT).meta["_ops"]
 
 
-@pytest.mark.parametrize("path", spec_params(REFERENCED))
-def test_matches_reference(path: Path) -> None:
+def compare_with_reference(path: str) -> dict[str, Any]:
+    """The figures test_matches_reference checks, computed in a background worker (conftest.py)."""
     torch.manual_seed(0)
     spec = archspec.load(path)
     ref = reference_model(spec.reference).eval()
     ours = archspec.compile(spec, device="meta").eval()  # allocated below, where the reference's weights fill it
-
-    # Parameters: reference count, compiled count and the analysis all agree.
-    ref_params = sum(p.numel() for p in ref.parameters())
-    assert sum(p.numel() for p in ours.parameters()) == ref_params
-    assert spec.params == ref_params
-
-    # MACs: torchvision's published GFLOPS (really GMACs, 3 decimals) and FlopCounter (2 FLOPs per MAC).
-    published = _published_gmacs(spec.reference, spec.input.shape[1])
-    if published is not None:
-        assert round(spec.macs / 1e9, 3) == pytest.approx(published, abs=1e-9)
+    found: dict[str, Any] = {"ref_params": sum(p.numel() for p in ref.parameters()),
+                             "ours_params": sum(p.numel() for p in ours.parameters()),
+                             "published_gmacs": _published_gmacs(spec.reference, spec.input.shape[1])}
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():  # on meta: FlopCounterMode counts from the shapes, nothing is computed
         ours(torch.randn(1, *spec.input.shape, device="meta"))
-    assert counter.get_total_flops() == 2 * spec.macs
+    found["flops"] = counter.get_total_flops()
 
-    # Outputs: copy the reference's random weights, normalisation statistics and affine values randomised
-    # (fresh ones normalise nothing; a zero-initialised last norm or a layer scale of 1e-6 hides a branch),
-    # over to ours by dataflow (every tensor of ours) and compare in eval mode, relative to the largest output.
+    # Copy the reference's random weights, normalisation statistics and affine values randomised (fresh ones
+    # normalise nothing; a zero-initialised last norm or a layer scale of 1e-6 hides a branch), over to ours by
+    # dataflow (every tensor of ours), and compare in eval mode.
     state = ref.state_dict()  # keeps its version metadata (MNASNet's loader reads it)
     state.update(randomise_norms(state))
     ref.load_state_dict(state)
     ours = ours.to_empty(device="cpu")
     report = transfer(ref, ours)
-    assert report.ok and report.method == "dataflow", str(report)
-    assert report.values == sum(t.numel() for t in ref.state_dict().values())
+    found |= {"transfer_ok": report.ok, "report": str(report), "method": report.method, "values": report.values,
+              "ref_values": sum(t.numel() for t in ref.state_dict().values())}
     x = torch.randn(2, 3, 112, 112)
     with torch.no_grad():
         expected, got = ref(x), ours(x)
-    assert got.shape == expected.shape
-    assert (got - expected).abs().max().item() <= 1e-4 * expected.abs().max().item()
+    return found | {"shapes": (tuple(got.shape), tuple(expected.shape)),
+                    "difference": (got - expected).abs().max().item(), "scale": expected.abs().max().item()}
 
+
+BACKGROUND_TEST = "test_matches_reference"
+
+
+def background_job(path: Path) -> Callable[[], dict[str, Any]]:
+    return functools.partial(compare_with_reference, str(path))
+
+
+@pytest.mark.parametrize("path", spec_params(REFERENCED))
+def test_matches_reference(path: Path) -> None:
+    spec = archspec.load(path)
+    found = background_result(__name__, path)
+
+    # Parameters: reference count, compiled count and the analysis all agree.
+    assert found["ours_params"] == found["ref_params"]
+    assert spec.params == found["ref_params"]
+
+    # MACs: torchvision's published GFLOPS (really GMACs, 3 decimals) and FlopCounter (2 FLOPs per MAC).
+    if found["published_gmacs"] is not None:
+        assert round(spec.macs / 1e9, 3) == pytest.approx(found["published_gmacs"], abs=1e-9)
+    assert found["flops"] == 2 * spec.macs
+
+    # Outputs, after the transfer of every tensor by dataflow: equal relative to the largest output.
+    assert found["transfer_ok"] and found["method"] == "dataflow", found["report"]
+    assert found["values"] == found["ref_values"]
+    got_shape, expected_shape = found["shapes"]
+    assert got_shape == expected_shape
+    assert found["difference"] <= 1e-4 * found["scale"]
 
 
 @pytest.mark.parametrize("name", ["efficientnet_b0", "efficientnet_v2_s", "convnext_tiny"])

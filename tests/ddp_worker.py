@@ -4,6 +4,8 @@
     torchrun --standalone --nproc_per_node 1 tests/ddp_worker.py --backend nccl --device cuda \
         --compile inductor --out result.json                                                  # GPU
     torchrun --standalone --nproc_per_node 2 tests/ddp_worker.py --wrap fsdp --weights-out w.pt  # FSDP2
+    torchrun --standalone --nproc_per_node 2 tests/ddp_worker.py --setup ddp:none --setup fsdp:none \
+        --weights-out folder/ --out results.json                     # several runs in one launch
 
 Each rank builds the spec with archspec (under DDP from a different seed: DDP must broadcast rank 0's
 weights), wraps it in DistributedDataParallel (optionally under torch.compile), and trains a few SGD
@@ -58,31 +60,11 @@ def spread(vector: torch.Tensor, world: int) -> float:
     return max((g - gathered[0]).abs().max().item() for g in gathered)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--spec", default=str(ROOT / "specs" / "resnet18.yaml"))
-    p.add_argument("--set", action="append", default=None, metavar="PATH=VALUE",
-                   help="default for resnet18: 32x32 input, 10 classes")
-    p.add_argument("--steps", type=int, default=3)
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--backend", default="gloo")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--compile", default="none", help="a torch.compile backend (inductor, aot_eager, ...) or none")
-    p.add_argument("--wrap", choices=("ddp", "fsdp"), default="ddp")
-    p.add_argument("--out", type=Path)
-    p.add_argument("--weights-out", type=Path, help="rank 0 saves the trained parameters here (torch.save)")
-    args = p.parse_args()
-    overrides = args.set if args.set is not None else ["input.size=32", "layers.fc.out=10"]
-
-    dist.init_process_group(args.backend)
+def train(spec: archspec.Spec, wrap: str, backend: str, args: argparse.Namespace, device: torch.device,
+          weights_out: Path | None) -> dict:
+    """One run: build, wrap (`ddp` or `fsdp`), optionally compile (`backend`), train; rank 0's findings."""
     rank, world = dist.get_rank(), dist.get_world_size()
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = torch.device(f"cuda:{local_rank}" if args.device == "cuda" else args.device)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-
-    spec = archspec.load(args.spec, overrides)
-    fsdp = args.wrap == "fsdp"
+    fsdp = wrap == "fsdp"
     torch.manual_seed(1000 + (0 if fsdp else rank))  # under DDP each rank initialises differently ...
     model = archspec.compile(spec, device).train()
     if fsdp:
@@ -91,10 +73,10 @@ def main() -> None:
                 fully_shard(layer)
         wrapped = fully_shard(model)
     else:
-        wrapped = DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
+        wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     initial = full_parameters(model).clone()  # ... and DDP's constructor gives all rank 0's weights
     start_spread = spread(initial, world)
-    net = wrapped if args.compile == "none" else torch.compile(wrapped, backend=args.compile)
+    net = wrapped if backend == "none" else torch.compile(wrapped, backend=backend)
     optimiser = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
     data = torch.Generator().manual_seed(2000 + rank)  # different batches on each rank
@@ -115,8 +97,11 @@ def main() -> None:
     final = full_parameters(model)
     all_losses = [None] * world
     dist.all_gather_object(all_losses, losses)
-    result = {
-        "world_size": world, "backend": args.backend, "device": str(device), "compile": args.compile, "wrap": args.wrap,
+    named = {name: full(p).detach().cpu() for name, p in model.named_parameters()}
+    if rank == 0 and weights_out:
+        torch.save(named, weights_out)
+    return {
+        "world_size": world, "backend": args.backend, "device": str(device), "compile": backend, "wrap": wrap,
         "spec": spec.name, "params": int(initial.numel()), "steps": args.steps,
         "initial_param_spread": start_spread,      # 0: DDP broadcast rank 0's weights
         "grad_spread": max(grad_spreads) if grad_spreads else None,  # 0: DDP's all-reduced gradients agree
@@ -125,13 +110,45 @@ def main() -> None:
         "losses": all_losses,                      # one list per rank: differ, as the data do
         "seconds": seconds,
     }
-    named = {name: full(p).detach().cpu() for name, p in model.named_parameters()}
-    if rank == 0:
-        if args.weights_out:
-            torch.save(named, args.weights_out)
-        print(json.dumps(result))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--spec", default=str(ROOT / "specs" / "resnet18.yaml"))
+    p.add_argument("--set", action="append", default=None, metavar="PATH=VALUE",
+                   help="default for resnet18: 32x32 input, 10 classes")
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--backend", default="gloo")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--compile", default="none", help="a torch.compile backend (inductor, aot_eager, ...) or none")
+    p.add_argument("--wrap", choices=("ddp", "fsdp"), default="ddp")
+    p.add_argument("--setup", action="append", metavar="WRAP:COMPILE",  # not --run: torchrun takes it for its --run-path
+                   help="several runs in one launch (e.g. ddp:none fsdp:none); replaces --wrap and --compile, "
+                        "and --out then holds a list, one entry per run")
+    p.add_argument("--out", type=Path)
+    p.add_argument("--weights-out", type=Path, help="rank 0 saves the trained parameters here (torch.save); with "
+                                                   "--setup, a folder for WRAP_COMPILE.pt")
+    args = p.parse_args()
+    overrides = args.set if args.set is not None else ["input.size=32", "layers.fc.out=10"]
+    runs = [tuple(run.split(":")) for run in args.setup] if args.setup else [(args.wrap, args.compile)]
+
+    dist.init_process_group(args.backend)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device(f"cuda:{local_rank}" if args.device == "cuda" else args.device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    spec = archspec.load(args.spec, overrides)
+    results = []
+    for wrap, backend in runs:
+        weights = args.weights_out / f"{wrap}_{backend}.pt" if args.setup and args.weights_out else args.weights_out
+        results.append(train(spec, wrap, backend, args, device, weights))
+        dist.barrier()
+    if dist.get_rank() == 0:
+        found = results if args.setup else results[0]
+        print(json.dumps(found))
         if args.out:
-            args.out.write_text(json.dumps(result, indent=2))
+            args.out.write_text(json.dumps(found, indent=2))
     dist.barrier()
     dist.destroy_process_group()
 

@@ -331,7 +331,7 @@ def test_export_command_onnx_through_the_cli(tmp_path: Path, capsys: pytest.Capt
     from test_deploy import run_cli
 
     out = tmp_path / "g.onnx"
-    assert run_cli(["export", str(SPECS / "googlenet.yaml"), "--set", "input.size=32", "--format", "onnx",
+    assert run_cli(["export", str(SPECS / "squeezenet1_1.yaml"), "--set", "input.size=32", "--format", "onnx",
                     "-o", str(out)]) == 0
     text = capsys.readouterr().out
     assert f"wrote {out}" in text and "input (batch, 3, 32, 32) -> (batch, 1000)" in text

@@ -4,7 +4,6 @@ so on several cores the files share them out; on one core, on a platform that do
 in a process that has loaded torch (whose threads a fork must not copy), the work runs here."""
 from __future__ import annotations
 
-import multiprocessing
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -28,5 +27,7 @@ def fan_out(work: Callable[[Item], Result], items: Sequence[Item], jobs: int | N
     if workers < 2 or sys.platform != "linux" or "torch" in sys.modules:
         yield from map(work, items)
         return
+    import multiprocessing  # here: 15 ms of imports that one process does not need
+
     with multiprocessing.get_context("fork").Pool(workers) as pool:
         yield from pool.imap(work, items, chunksize=2)

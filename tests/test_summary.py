@@ -19,7 +19,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import archspec
 from archspec.cli import main
 from archspec.reports.summary import activation_memory, human_bytes
-from conftest import NETWORKS, ROOT, SPECS
+from conftest import NETWORKS, REPRESENTATIVES, ROOT, SPECS
 
 FULL = 100  # a depth past the deepest block of every bundled spec
 
@@ -157,10 +157,10 @@ def test_activation_memory_equals_measured_on_cpu(name: str, size: int) -> None:
     assert (summary.forward_bytes, summary.training_bytes) == (estimate.forward_peak, estimate.training)
 
 
-@pytest.mark.parametrize("path", _params(NETWORKS))  # an alias (conftest.ALIASES) is the same network
+@pytest.mark.parametrize("path", _params(REPRESENTATIVES))  # a family's members replay the same ops (conftest.py)
 def test_activation_memory_equals_measured_on_meta(path: Path) -> None:
-    """The same measurement for every bundled spec, on the meta device (shapes only, so full-size inputs
-    are instant), at batch 3 in bf16. Same 0.1% tolerance (see the CPU test): on meta an eval batch norm
+    """The same measurement for one network of each family (the memory zoo below has every op), on the meta
+    device (shapes only, so full-size inputs are instant), at batch 3 in bf16. Same 0.1% tolerance (see the CPU test): on meta an eval batch norm
     also returns its per-channel statistics, which CPU does not; everything else matches exactly."""
     spec = archspec.load(path)
     forward, saved, training_peak = measure_activations(spec, 3, torch.bfloat16, "meta")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import atexit
 import errno
 import os
-import secrets
 import signal
 import stat
 import threading
@@ -138,7 +137,7 @@ def _raise_signalled(signum: int, frame: FrameType | None) -> None:
 
 def _create_temp(path: Path) -> Path:
     while True:
-        tmp = path.with_name(f".{path.name[:200]}.{secrets.token_hex(4)}.tmp")  # [:200]: within NAME_MAX (255)
+        tmp = path.with_name(f".{path.name[:200]}.{os.urandom(4).hex()}.tmp")  # [:200]: within NAME_MAX (255)
         try:  # O_EXCL: never a file someone else made; mode 0o666 less the umask, as open() gives
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666))
         except FileExistsError:

@@ -190,6 +190,7 @@ def hostile_paths(tmp_path: Path) -> dict[str, tuple[Path, str]]:
         specs[name] = spec, message
     specs["top_loop"] = tmp_path / "loop_a.yaml", "Too many levels of symbolic links"
     specs["top_fifo"] = tmp_path / "fifo.yaml", "it is not a regular file"
+    specs["top_folder"] = tmp_path / "folder", "cannot read the spec file: it is a directory"
     return specs
 
 

@@ -471,10 +471,11 @@ def _read_bytes(path: Path, limit: int) -> bytes:
         raise SpecError(f"spec file not found: {path}") from None
     except (OSError, ValueError) as exc:
         raise SpecError(f"cannot read the spec file: {exc.strerror if isinstance(exc, OSError) else exc}", where) from None
+    kind = not_a_file(os.fstat(fd).st_mode)
+    if kind:  # before fdopen, which refuses a directory with an OSError naming the descriptor
+        os.close(fd)
+        raise SpecError(f"cannot read the spec file: it is {kind}", where)
     with os.fdopen(fd, "rb") as handle:
-        kind = not_a_file(os.fstat(fd).st_mode)
-        if kind:
-            raise SpecError(f"cannot read the spec file: it is {kind}", where)
         try:
             return handle.read(limit)
         except OSError as exc:

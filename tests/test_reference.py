@@ -13,6 +13,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils.flop_counter import FlopCounterMode
 
 import archspec
+from archspec.backend.compiler import initialiser_fill
 from archspec.backend.references import reference_model
 from archspec.backend.interop import transfer
 from archspec.backend.references import randomise_norms
@@ -38,16 +39,11 @@ class _ZeroFills(TorchFunctionMode):
     which on reused memory's denormals and NaNs takes minutes."""
 
     def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
-        if getattr(func, "__name__", None) in FILLS:
-            tensor = args[0] if args else (kwargs or {}).get("tensor")  # torch.nn.init passes it by name
-            if isinstance(tensor, torch.Tensor):
-                with torch.no_grad():
-                    return tensor.zero_()
+        tensor = initialiser_fill(func, args, kwargs)
+        if tensor is not None:
+            with torch.no_grad():
+                return tensor.zero_()
         return func(*args, **(kwargs or {}))
-
-
-FILLS = frozenset({"uniform_", "normal_", "fill_", "zero_", "kaiming_uniform_", "kaiming_normal_", "trunc_normal_",
-                   "xavier_uniform_", "xavier_normal_", "constant_", "ones_", "zeros_", "orthogonal_"})
 
 
 def random_reference(reference: str) -> torch.nn.Module:

@@ -18,8 +18,17 @@ if TYPE_CHECKING:
     from .deploy import Deployed
 
 # The in-place fills of torch's initialisers (modules' reset_parameters and torch.nn.init).
-_FILLS = frozenset({"uniform_", "normal_", "fill_", "zero_", "kaiming_uniform_", "kaiming_normal_", "trunc_normal_",
-                    "xavier_uniform_", "xavier_normal_", "constant_", "ones_", "zeros_"})
+INITIALISER_FILLS = frozenset({"uniform_", "normal_", "fill_", "zero_", "kaiming_uniform_", "kaiming_normal_",
+                               "trunc_normal_", "xavier_uniform_", "xavier_normal_", "constant_", "ones_", "zeros_",
+                               "orthogonal_"})
+
+
+def initialiser_fill(func: Any, args: tuple[Any, ...], kwargs: Any) -> torch.Tensor | None:
+    """The tensor an initialiser's in-place fill writes, if the torch function `func` is one."""
+    if getattr(func, "__name__", None) not in INITIALISER_FILLS:
+        return None
+    tensor = args[0] if args else (kwargs or {}).get("tensor")  # torch.nn.init passes it by name
+    return tensor if isinstance(tensor, torch.Tensor) else None
 
 
 class _OnMeta(DeviceContext):
@@ -30,11 +39,9 @@ class _OnMeta(DeviceContext):
         super().__init__(torch.device("meta"))
 
     def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
-        kwargs = kwargs or {}
-        if getattr(func, "__name__", None) in _FILLS:
-            tensor = args[0] if args else kwargs.get("tensor")  # torch.nn.init passes it by name
-            if isinstance(tensor, torch.Tensor) and tensor.is_meta:
-                return tensor
+        tensor = initialiser_fill(func, args, kwargs)
+        if tensor is not None and tensor.is_meta:
+            return tensor
         return super().__torch_function__(func, types, args, kwargs)
 
 

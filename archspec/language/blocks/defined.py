@@ -158,15 +158,14 @@ class Library:
 
     def _shared_body(self, block: DefinedBlock, x: Shape) -> Block:
         """The use's body, validated once for its arguments (and input width, where the body reads it)."""
-        reads = self.reads_in_channels.get(block.type)
-        key = (block.type, repr(block.args), x[0] if reads is not False else None)
-        if key not in self.bodies:
+        reads = self.reads_in_channels.get(block.type, True)  # unknown until its first body is made
+        body = self.bodies.get((block.type, repr(block.args), x[0] if reads else None))
+        if body is None:
             names = _Names({**block.args.model_dump(), "in_channels": x[0]})
             body = self._body(block, names)
-            self.reads_in_channels[block.type] = "in_channels" in names.read
-            key = (block.type, repr(block.args), x[0] if "in_channels" in names.read else None)
-            self.bodies[key] = body
-        return self.bodies[key]
+            reads = self.reads_in_channels[block.type] = "in_channels" in names.read
+            self.bodies[(block.type, repr(block.args), x[0] if reads else None)] = body
+        return body
 
     def _body(self, block: DefinedBlock, names: dict[str, Any]) -> Block:
         """The use's body, its expressions evaluated, validated as blocks."""

@@ -89,20 +89,29 @@ def chart(entries: list[Entry], top1: dict[str, float]) -> str:
     svg += _axes()
     families = sorted({e.family for e in entries if e.name in top1}, key=str.lower)
     for index, family in enumerate(families):
-        colour = COLOURS[index % len(COLOURS)]
+        colour, dash, fill = _style(index)
         members = [e for e in entries if e.family == family and e.name in top1]  # by MACs (the catalogue's order)
         points = [_point(e.gmacs, top1[e.name]) for e in members]
         if len(points) > 1:
             path = " ".join(f"{x},{y}" for x, y in points)
-            svg.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="1.5"/>')
+            svg.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="1.5"{dash}/>')
         for e, (x, y) in zip(members, points):
-            svg.append(f'<circle cx="{x}" cy="{y}" r="3.5" fill="{colour}"><title>{e.name}: {top1[e.name]:.2f}% '
-                       f'at {e.gmacs:.3f} GMACs</title></circle>')
+            svg.append(f'<circle cx="{x}" cy="{y}" r="3.5" fill="{fill}" stroke="{colour}" stroke-width="1.5">'
+                       f'<title>{e.name}: {top1[e.name]:.2f}% at {e.gmacs:.3f} GMACs</title></circle>')
         legend_y = TOP + 10 + 18 * index
         svg.append(f'<line x1="{LEFT + PLOT_W + 20}" y1="{legend_y}" x2="{LEFT + PLOT_W + 40}" y2="{legend_y}" '
-                   f'stroke="{colour}" stroke-width="3"/>')
+                   f'stroke="{colour}" stroke-width="3"{dash}/>')
         svg.append(f'<text x="{LEFT + PLOT_W + 46}" y="{legend_y + 4}">{family}</text>')
     return "\n".join([*svg, "</svg>"]) + "\n"
+
+
+def _style(index: int) -> tuple[str, str, str]:
+    """(colour, dash attribute, point fill) of the index-th family: the colours, then the colours again with dashed
+    lines and hollow points, so that no two families look alike."""
+    colour = COLOURS[index % len(COLOURS)]
+    if (index // len(COLOURS)) % 2 == 0:
+        return colour, "", colour
+    return colour, ' stroke-dasharray="6,3"', "white"
 
 
 def _axes() -> list[str]:

@@ -5,6 +5,7 @@ import contextlib
 import importlib.util
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -97,6 +98,9 @@ def test_zoo_page_is_current() -> None:
     for path, text in zoo.pages().items():
         assert path.exists() and path.read_text(encoding="utf-8") == text, \
             f"{path.relative_to(ROOT)} is not what docs/zoo.py writes today: run `{zoo.COMMAND}`"
+    legend = re.findall(r'<line x1="[^"]*" y1="[^"]*" x2="[^"]*" y2="[^"]*" (stroke="[^"]*" stroke-width="3"[^/]*)/>\s*'
+                        r'<text[^>]*>([^<]*)</text>', (ROOT / "docs" / "zoo_top1.svg").read_text(encoding="utf-8"))
+    assert len(legend) > len(zoo.COLOURS) and len({style for style, _ in legend}) == len(legend), legend  # none alike
     page = (ROOT / "docs" / "zoo.md").read_text(encoding="utf-8")
     for path in ALL_SPECS:  # one row per network, an alias in its network's row, each linked to its diagram
         name = archspec.load(path, analyse=False).name

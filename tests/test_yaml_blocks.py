@@ -57,6 +57,20 @@ def test_defaults_arithmetic_and_in_channels() -> None:
     assert spec.output_shape == (64,)  # s.2: make_divisible(12 + 48) = 64
 
 
+def test_first_and_each_set_a_defined_blocks_parameters() -> None:
+    text = PAIR.replace("k: 5, stride: 2}}", "k: 5, stride: 2}, first: {ratio: 1.0}, each: {out: [24, 32, 40]}}")
+    spec = archspec.loads(text)
+    # s.0: out 24, ratio 1 (first): b = make_divisible(24 + 16, 8) = 40; s.1: out 32, b = make_divisible(16 + 40) = 56
+    assert _convs(spec, "s.0") == [("a", 24, 5), ("b", 40, 1)] and _convs(spec, "s.1") == [("a", 32, 5), ("b", 56, 1)]
+    assert [n.block.stride for n in spec.analyse().walk() if n.name == "a" and n.path.startswith("s.")] == [2, 1, 1]
+    strided = archspec.loads(text.replace("each: {out: [24, 32, 40]}", "each: {stride: [2, 2, 1]}"))
+    assert [n.block.stride for n in strided.analyse().walk() if n.name == "a" and n.path.startswith("s.")] == [2, 2, 1]
+    assert _error(text.replace("each: {out:", "each: {outt:")) == \
+        "x.yaml:16:114: s (stage): 'each.outt' is not a field of pair; did you mean 'out'?"
+    assert _error(text.replace("[24, 32, 40]", "[24, x, 40]")).startswith(
+        "x.yaml:16:114: s (stage): repetition 1: its pair's 'out' would be 'x': Input should be a valid integer")
+
+
 def test_spec_defaults_apply_to_uses_and_bodies() -> None:
     text = PAIR.replace("layers:\n", "defaults:\n  pair: {k: 1}\n  conv: {norm: batch}\nlayers:\n")
     spec = archspec.loads(text)

@@ -150,6 +150,14 @@ class Block(SpecModel):
         """Fields that scale in this instance beyond those typed Channels / Repeats: {field: 'width' | 'depth'}."""
         return {}
 
+    def settable_fields(self) -> set[str]:
+        """The fields a stage's `first` and `each` may give per repetition."""
+        return set(type(self).model_fields) - {"type", "name"}
+
+    def with_fields(self, fields: dict[str, Any]) -> "Block":
+        """This block with `fields` replaced, validated again (a ValidationError names the field)."""
+        return type(self).model_validate({**self.model_dump(), **fields})
+
     def later_repetition(self) -> "Block":
         """This block as a stage's later repetitions take it: at stride 1 (only the first one strides)."""
         if "stride" not in type(self).model_fields:
@@ -216,11 +224,12 @@ class NamedPath(Block):
     type: str
 
 
-def validation_message(exc: ValidationError) -> str:
-    """A pydantic error raised while expanding a block, as one line for a spec author."""
+def validation_message(exc: ValidationError, kind: str | None = None) -> str:
+    """A pydantic error raised while expanding a block (or making a repetition of a block of type `kind`), as one
+    line for a spec author."""
     error = exc.errors()[0]
     field = ".".join(str(step) for step in error["loc"])
-    return f"its {exc.title.lower()}'s '{field}' would be {error['input']!r}: {error['msg']}"
+    return f"its {kind or exc.title.lower()}'s '{field}' would be {error['input']!r}: {error['msg']}"
 
 
 def chain(blocks: Sequence[tuple[str, Block]], x: Shape, path: str) -> list[Node]:

@@ -97,6 +97,13 @@ class DefinedBlock(MacroBlock):
         node.block, node.expanded = self, expanded
         return node
 
+    def settable_fields(self) -> set[str]:
+        return set(type(self.args).model_fields)
+
+    def with_fields(self, fields: dict[str, Any]) -> "DefinedBlock":
+        args = type(self.args).model_validate({**self.args.model_dump(), **fields})
+        return self.model_copy(update={"args": args})  # the copy keeps the library
+
     def later_repetition(self) -> "DefinedBlock":
         if "stride" not in type(self.args).model_fields or isinstance(self.args.stride, bool):
             return self

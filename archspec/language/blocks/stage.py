@@ -50,7 +50,7 @@ class Stage(Block):
         return stage
 
     def _check_fields(self) -> None:
-        known = set(type(self.block).model_fields) - {"type", "name"}
+        known = self.block.settable_fields()
         for (section, field), loc in self._field_locs.items():
             if field in ("type", "name"):
                 raise SpecError(f"'{section}' cannot change the block's {field} (repetitions are named 0, 1, ...; "
@@ -63,24 +63,23 @@ class Stage(Block):
         if not self.first and not self.each:
             later = self.block.later_repetition()
             return [(str(i), self.block if i == 0 else later) for i in range(self.repeat)]
-        strides = "stride" in type(self.block).model_fields
         for field, values in self.each.items():
             if len(values) != self.repeat:
                 raise SpecError(f"'each.{field}' has {len(values)} values but the stage repeats {self.repeat} times "
                                 "(depth scaling changes the count)", self._field_locs.get(("each", field)),
                                 path, self.type)
-        base = self.block.model_dump()
-        return [(str(i), self._repetition(i, path, {**base, **({"stride": 1} if strides and i else {}),
-                                              **{f: v[i] for f, v in self.each.items()}, **(self.first if i == 0 else {})}))
+        later = self.block.later_repetition()
+        return [(str(i), self._repetition(i, path, later if i else self.block,
+                                          {**{f: v[i] for f, v in self.each.items()}, **(self.first if i == 0 else {})}))
                 for i in range(self.repeat)]
 
-    def _repetition(self, i: int, path: str, fields: dict[str, Any]) -> Block:
+    def _repetition(self, i: int, path: str, base: Block, fields: dict[str, Any]) -> Block:
         try:
-            block = type(self.block).model_validate(fields)
+            block = base.with_fields(fields)
         except ValidationError as exc:
             field = str(exc.errors()[0]["loc"][0]) if exc.errors()[0]["loc"] else ""
             section = "first" if i == 0 and field in self.first else "each"
-            raise SpecError(f"repetition {i}: {validation_message(exc)}", self._field_locs.get((section, field), self._loc),
+            raise SpecError(f"repetition {i}: {validation_message(exc, self.block.type)}", self._field_locs.get((section, field), self._loc),
                             path, self.type) from None
         return block.located(self.block._loc)
 

@@ -3,6 +3,7 @@ removed, pure low precision, channels_last, inductor freezing; refused training;
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ from torch import nn
 import archspec
 from archspec.backend.compiler import compile_spec
 from archspec.backend.deploy import Deployed, deploy, deploy_spec, fold_batchnorms
-from conftest import SPECS
+from conftest import REPRESENTATIVES, SPECS, spec_params
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -43,14 +44,16 @@ def norms(model: nn.Module) -> int:
 
 # Every block kind the folding meets: conv+bn and the projection shortcut (resnet18), grouped convs (resnext),
 # depthwise convs and dropout (mobilenet_v2), mbconv with SE (efficientnet_b0), inception branches and
-# auxiliary heads (googlenet), convs without norms beside LRN (googlenet_paper).
-KINDS = {"resnet18": 64, "resnext50_32x4d": 64, "mobilenet_v2": 64, "efficientnet_b0": 64, "googlenet": 96,
-         "googlenet_paper": 224}
+# auxiliary heads (googlenet), convs without norms beside LRN (googlenet_paper), the branches of a generic
+# inception (shufflenet_v2_x0_5) and blocks defined in YAML (inception_v3, whose auxiliary head needs 299x299).
+KINDS = {"resnet18": {"input.size": 64}, "resnext50_32x4d": {"input.size": 64}, "mobilenet_v2": {"input.size": 64},
+         "efficientnet_b0": {"input.size": 64}, "googlenet": {"input.size": 96}, "googlenet_paper": {"input.size": 224},
+         "shufflenet_v2_x0_5": {"input.size": 64}, "inception_v3": {"input.size": 75, "aux_heads": []}}
 
 
 @pytest.mark.parametrize("name", list(KINDS))
 def test_fold_is_exact_and_matches_the_deploy_spec(name: str) -> None:
-    spec = archspec.load(SPECS / f"{name}.yaml", overrides={"input.size": KINDS[name]})
+    spec = archspec.load(SPECS / f"{name}.yaml", overrides=KINDS[name])
     model = training_form(spec)
     x = torch.randn(2, *spec.input.shape, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
@@ -66,6 +69,17 @@ def test_fold_is_exact_and_matches_the_deploy_spec(name: str) -> None:
     assert {k: v.shape for k, v in plain.state_dict().items()} == \
            {k: v.shape for k, v in deployed.network.state_dict().items()}
     assert deploy_spec(spec).params == sum(p.numel() for p in deployed.network.parameters())
+
+
+@pytest.mark.parametrize("path", spec_params(REPRESENTATIVES))
+def test_deploy_spec_is_the_folded_network_for_every_family(path: Path) -> None:
+    """On meta (shapes only): the deploy spec's parameters and state_dict are the folded network's, however the
+    family holds its norms (nested blocks, branches, bodies defined in YAML)."""
+    spec = archspec.load(path)
+    folded = deploy(compile_spec(spec, "meta").eval(), compile=False).network
+    plain = compile_spec(deploy_spec(spec), "meta")
+    assert {k: v.shape for k, v in plain.state_dict().items()} == {k: v.shape for k, v in folded.state_dict().items()}
+    assert deploy_spec(spec).params == sum(p.numel() for p in folded.parameters())
 
 
 def test_auxiliary_heads_are_removed() -> None:

@@ -27,6 +27,7 @@ import torch
 from pydantic import BaseModel
 from torch import nn
 
+from ..language.blocks.defined import DefinedBlock, Library
 from ..language.spec import Spec
 from .nn import Network, Residual
 
@@ -152,21 +153,41 @@ def strip_training_only(model: Network) -> None:
 
 def deploy_spec(spec: Spec) -> Spec:
     """The spec of the deploy form's network: every block's batch norm off (its conv then has a bias,
-    as the folded conv does) and no auxiliary heads. Standalone `batchnorm` blocks stay."""
-    copy = _without_norms(spec).model_copy(update={"aux_heads": []})
+    as the folded conv does), in every field that holds blocks and in the bodies of blocks defined in YAML,
+    and no auxiliary heads. Standalone `batchnorm` blocks stay."""
+    copy = _NormsOff().rewrite(spec).model_copy(update={"aux_heads": []})
     copy._analysis = None  # model_copy keeps the private cache of the original's analysis
     return copy
 
 
-def _without_norms(model: BaseModel) -> BaseModel:
-    update: dict[str, Any] = {}
-    for name, value in model:
+class _NormsOff:
+    """Rewrites a spec's models with their batch norms off; one derived library per library it meets."""
+
+    def __init__(self) -> None:
+        self.libraries: dict[int, Library] = {}
+
+    def rewrite(self, value: Any) -> Any:
+        """`value` with its models rewritten; a list or dict (an inception's branches) that holds none is kept."""
         if isinstance(value, BaseModel):
-            update[name] = _without_norms(value)
-        elif isinstance(value, list):
-            update[name] = [_without_norms(v) if isinstance(v, BaseModel) else v for v in value]
-    if getattr(model, "norm", None) == "batch":
-        update["norm"] = "none"
-        if getattr(model, "bias", None) is False:
-            update["bias"] = True
-    return model.model_copy(update=update)
+            return self._model(value)
+        if isinstance(value, list):
+            items = [self.rewrite(item) for item in value]
+            return value if all(new is old for new, old in zip(items, value)) else items
+        if isinstance(value, dict):
+            entries = {key: self.rewrite(item) for key, item in value.items()}
+            return value if all(entries[key] is item for key, item in value.items()) else entries
+        return value
+
+    def _model(self, model: BaseModel) -> BaseModel:
+        update = {name: self.rewrite(field) for name, field in model}
+        if getattr(model, "norm", None) == "batch":
+            update["norm"] = "none"
+            if getattr(model, "bias", None) is False:
+                update["bias"] = True
+        copy = model.model_copy(update=update)
+        if isinstance(copy, DefinedBlock) and copy._library is not None:
+            library = copy._library
+            if id(library) not in self.libraries:
+                self.libraries[id(library)] = library.transformed(self.rewrite)
+            copy._library = self.libraries[id(library)]
+        return copy

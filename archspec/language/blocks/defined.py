@@ -9,6 +9,7 @@ from existing blocks. Errors inside the body are located in the definition and n
 """
 from __future__ import annotations
 
+import copy
 from functools import lru_cache
 from typing import Annotated, Any, Callable, Collection, Literal
 
@@ -139,6 +140,14 @@ class Library:
         # the body reads it) share one body, as a stage's repetitions share one expansion (DenseNet-201: 98 uses)
         self.bodies: dict[tuple[str, str, int | None], Block] = {}
         self.reads_in_channels: dict[str, bool] = {}
+        self.transform: Callable[[Block], Block] | None = None
+
+    def transformed(self, transform: Callable[[Block], Block]) -> "Library":
+        """The same definitions, each use's body passed through `transform` once made (a derived spec's rewrite of
+        its blocks, e.g. the deploy form's norms off, reaching the bodies too)."""
+        derived = copy.copy(self)
+        derived.bodies, derived.transform = {}, transform
+        return derived
 
     def use(self, raw: dict[str, Any]) -> DefinedBlock:
         """A use of a defined type, its arguments checked (a ValidationError locates the bad one)."""
@@ -170,6 +179,8 @@ class Library:
         if body is None:
             names = _Names({**block.args.model_dump(), "in_channels": x[0]})
             body = self._body(block, names)
+            if self.transform is not None:
+                body = self.transform(body)
             reads = self.reads_in_channels[block.type] = "in_channels" in names.read
             self.bodies[(block.type, repr(block.args), x[0] if reads else None)] = body
         return body

@@ -11,7 +11,7 @@ import archspec
 from archspec.errors import SpecError
 from archspec.language.expr import ExprError, evaluate
 from archspec.language.schema import editor_schema
-from archspec.reports.diagram import diagram
+from archspec.reports.diagram import COLOURS, diagram
 from archspec.reports.guard import check_memory
 from archspec.reports.summary import summary
 from conftest import ROOT, SPECS
@@ -198,6 +198,16 @@ def test_squeezenet_diagram_one_node_per_use_expanded_at_layer_detail() -> None:
     assert "<b>fire2</b>  fire" in block.source
     layer = diagram(spec, "layer")
     assert "fire2" in layer.clusters and "fire2.squeeze" in layer.ids and layer.concats >= 8
+
+
+def test_a_defined_block_is_drawn_in_its_bodys_colour() -> None:
+    """A use takes the legend kind of what its body is (a list of layers: a group; a residual: a residual block),
+    not "other layer (activation, dropout ...)"."""
+    drawing = diagram(archspec.loads(PAIR.replace("layers:\n", "blocks.skip:\n  body: {type: residual, body: [relu]}\n"
+                                                                "layers:\n  - {name: r, type: skip}\n")), "block")
+    assert {"stage / group", "residual block"} <= drawing.kinds and "other" not in drawing.kinds
+    [node] = [line for line in drawing.source.splitlines() if "<b>r</b>" in line]
+    assert f'fillcolor="{COLOURS["residual block"]}"' in node
 
 
 def test_editor_schema_lists_the_defined_blocks() -> None:

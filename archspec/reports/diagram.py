@@ -151,7 +151,7 @@ class _Drawer:
     @staticmethod
     def kind(n: Node) -> str:
         """The legend kind of a drawn node: a residual-kind block that has no skip here is not a residual."""
-        kind = n.block.kind
+        kind = n.block.legend_kind(n)
         return "block without skip" if kind == "residual block" and n.form != "residual" else kind
 
     def box(self, g: graphviz.Digraph, n: Node, count: int = 1, note: str = "", name: str = "",

@@ -150,6 +150,10 @@ class Block(SpecModel):
         """Fields that scale in this instance beyond those typed Channels / Repeats: {field: 'width' | 'depth'}."""
         return {}
 
+    def legend_kind(self, node: Node) -> str:
+        """Its kind in a diagram's legend, at its analysed node: `kind`."""
+        return self.kind
+
     def settable_fields(self) -> set[str]:
         """The fields a stage's `first` and `each` may give per repetition."""
         return set(type(self).model_fields) - {"type", "name"}

@@ -98,6 +98,10 @@ class DefinedBlock(MacroBlock):
         node.block, node.expanded = self, expanded
         return node
 
+    def legend_kind(self, node: Node) -> str:
+        """Its body's kind (a residual, an inception, a group of layers), which says more than "other"."""
+        return node.expanded.kind if node.expanded is not None else self.kind
+
     def settable_fields(self) -> set[str]:
         return set(type(self.args).model_fields)
 

@@ -12,9 +12,9 @@ def human(n: int | float, unit: str = "") -> str:
     return f"{n:g} {unit}".rstrip()
 
 
-def plural(n: int, word: str) -> str:
-    """'1 epoch', '2 epochs' (regular English plurals)."""
-    return f"{n:,} {word}{'' if n == 1 else 's'}"
+def plural(n: int, word: str, many: str = "") -> str:
+    """'1 epoch', '2 epochs': the regular English plural, or `many` ('1 branch', '2 branches')."""
+    return f"{n:,} {word if n == 1 else many or word + 's'}"
 
 
 def compact(n: int) -> str:

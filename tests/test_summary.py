@@ -265,6 +265,14 @@ def test_summary_rows_follow_the_depth() -> None:
     assert archspec.summary(spec, depth=0).rows == ()
 
 
+def test_hyper_parameters_count_in_english() -> None:
+    spec = archspec.loads("name: t\ninput: {channels: 4, size: 8}\nlayers:\n"
+                          "  - {name: s, type: sequence, layers: [relu]}\n"
+                          "  - {name: r, type: residual, body: [relu, relu]}\n"
+                          "  - {name: i, type: inception, branches: {a: []}}\n")
+    assert [r.hyper for r in archspec.summary(spec).rows] == ["1 layer", "2 layers + skip", "1 branch"]
+
+
 def test_summary_json_keeps_the_old_keys_and_adds_rows(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["summary", str(SPECS / "inception_v3.yaml"), "--json", "--depth", "2", "--batch", "4",
                  "--dtype", "fp16"]) == 0

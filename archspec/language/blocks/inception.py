@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from ...units import plural
 from .anyblock import BlockList
 from .base import RESERVED_NAMES, Block, Name, Node, Shape, check_unique_names, child_path, composite, fmt_shape, group
 
@@ -44,5 +45,5 @@ class Inception(Block):
         return composite(self, name, path, x, children, out, form="concat")
 
     def hyper(self) -> str:
-        return f"{len(self.branches)} branches"
+        return plural(len(self.branches), "branch", "branches")
 

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from ...ir.activations import Activation
+from ...units import plural
 from .anyblock import BlockList
 from .base import (RESIDUAL_RESERVED, Block, BnEps, BnMomentum, MacroBlock, Node, Norm, PosInt, Shape,
                    chain, check_unique_names, child_path, composite, fmt_shape, group, named, validation_message, window_out)
@@ -91,7 +92,7 @@ class Residual(Block):
         return composite(self, name, path, x, children, out, form="residual")
 
     def hyper(self) -> str:
-        return f"{len(self.body)} layers + skip"
+        return f"{plural(len(self.body), 'layer')} + skip"
 
     def drop_rate(self, node: Node) -> float:
         """The stochastic depth rate of the analysed residual: its own `drop_path`, else the spec's rule."""

@@ -5,6 +5,7 @@ from typing import Literal
 
 from pydantic import model_validator
 
+from ...units import plural
 from .anyblock import BlockList
 from .base import Block, Node, Shape, chain, check_unique_names, composite, named
 
@@ -26,4 +27,4 @@ class Sequence(Block):
         return composite(self, name, path, x, children, children[-1].out_shape)
 
     def hyper(self) -> str:
-        return f"{len(self.layers)} layers"
+        return plural(len(self.layers), "layer")

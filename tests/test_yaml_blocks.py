@@ -130,6 +130,16 @@ def test_recursion_shadowing_and_bad_definitions_are_refused() -> None:
     assert "'type': Input should be 'channels'" in _error(PAIR.replace("{type: int, default: 3}", "{type: integer}"))
 
 
+def test_a_body_is_checked_for_known_types_and_fields_even_unused() -> None:
+    unused = PAIR.replace("layers:\n", "  spare:\n    params: {w: {type: int}}\n    body: [{type: conv, out: = w, kernl: 3}]\n"
+                                        "layers:\n", 1)
+    assert _error(unused) == "x.yaml:16:35: blocks.spare.body (conv): 'kernl' is not a field of conv; did you mean 'kernel'?"
+    assert _error(unused.replace("type: conv, out: = w, kernl: 3", "type: pair, out: = w, kk: 3")) == \
+        "x.yaml:16:35: blocks.spare.body (pair): 'kk' is not a field of pair; did you mean 'k'?"
+    assert _error(unused.replace("type: conv, out: = w, kernl: 3", "type: cnov")) == \
+        "x.yaml:16:13: blocks.spare.body: unknown block type 'cnov'; did you mean 'conv'?"
+
+
 @pytest.mark.parametrize("expression, message", [
     ("= 2 ** 10 ** 10", "'**' is not allowed"),
     ("= 9 * 9e11 * 9e11", "outside +-1e+12"),

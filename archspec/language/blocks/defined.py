@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import copy
 from functools import lru_cache
-from typing import Annotated, Any, Callable, Collection, Literal
+from typing import Annotated, Any, Callable, Literal, Mapping
 
 from pydantic import ConfigDict, Field, PrivateAttr, TypeAdapter, ValidationError, create_model
 
-from ...errors import Loc, SpecError
+from ...errors import Loc, SpecError, did_you_mean
 from ...ir.activations import Activation
 from ..expr import FUNCTIONS, MAX_VALUE, ExprError, evaluate, is_expression
 from ..model import SpecModel
@@ -128,7 +128,7 @@ class Library:
     """The block types one spec defines (`blocks:`, validated), and what makes and expands their uses."""
 
     def __init__(self, definitions: dict[str, Definition], raw: LocDict, context: dict[str, Any],
-                 translate: Callable[[ValidationError, LocDict], SpecError], builtin: Collection[str]) -> None:
+                 translate: Callable[[ValidationError, LocDict], SpecError], builtin: Mapping[str, type[Block]]) -> None:
         self.definitions, self.context, self.translate = definitions, context, translate
         if len(definitions) > MAX_DEFINITIONS:
             raise SpecError(f"a spec defines at most {MAX_DEFINITIONS} block types (this one {len(definitions)})",
@@ -137,6 +137,8 @@ class Library:
             definition._loc, definition._raw = raw.loc_of(name), raw[name]
             _check_definition(name, definition, builtin)
         _check_cycles(definitions)
+        for name, definition in definitions.items():
+            _check_body_fields(name, definition.body, builtin, definitions)
         self.models = {name: _args_model(name, _signature(d)) for name, d in definitions.items()}
         self.sizes = {name: tree_size(d.body) for name, d in definitions.items()}
         self.expansions_left = MAX_EXPANSIONS
@@ -221,7 +223,7 @@ class _Names(dict[str, Any]):
         return super().__getitem__(name)
 
 
-def _check_definition(name: str, definition: Definition, builtin: Collection[str]) -> None:
+def _check_definition(name: str, definition: Definition, builtin: Mapping[str, type[Block]]) -> None:
     raw = definition._raw
     if name in builtin:
         raise SpecError(f"'{name}' is a built-in block type; a defined block needs another name", definition.loc,
@@ -240,6 +242,29 @@ def _check_definition(name: str, definition: Definition, builtin: Collection[str
             except ValidationError as exc:
                 raise SpecError(f"the default {spec.default!r} is not a {spec.type}: {exc.errors()[0]['msg']}",
                                 where, f"blocks.{name}.params.{param}") from None
+
+
+def _check_body_fields(name: str, template: Any, builtin: Mapping[str, type[Block]],
+                       definitions: dict[str, Definition]) -> None:
+    """The block types and field names a body writes are known ones, checked once, used or not (as `defaults` are):
+    a misspelt field in a definition is an error before any use expands it."""
+    if isinstance(template, LocList):
+        for item in template:
+            _check_body_fields(name, item, builtin, definitions)
+    if not isinstance(template, LocDict):
+        return
+    kind = template.get("type")
+    if isinstance(kind, str) and not is_expression(kind):
+        if kind not in builtin and kind not in definitions:
+            raise SpecError(f"unknown block type '{printable(kind)}'{did_you_mean(kind, [*builtin, *definitions])}",
+                            template.loc_of("type"), f"blocks.{name}.body")
+        known = set(definitions[kind].params) if kind in definitions else set(builtin[kind].model_fields) - {"type", "name"}
+        for field in template:
+            if field not in known | {"type", "name"}:
+                raise SpecError(f"'{printable(field)}' is not a field of {kind}{did_you_mean(field, known)}",
+                                template.loc_of(field), f"blocks.{name}.body", kind)
+    for value in template.values():
+        _check_body_fields(name, value, builtin, definitions)
 
 
 def _check_cycles(definitions: dict[str, Definition]) -> None:

@@ -312,15 +312,18 @@ def test_export_command_python_with_weights(tmp_path: Path, monkeypatch: pytest.
     torch.manual_seed(0)
     reference = torchvision.models.resnet18(weights=None).eval()
     torch.save(reference.state_dict(), tmp_path / "tv.pth")
-    assert cli_main(["export", str(SPECS / "resnet18.yaml"), "--format", "python",
-                            "--weights", "tv.pth"]) == 0
+    # Written to another folder than the current one: the check runs the file's build() as a user would.
+    assert cli_main(["export", str(SPECS / "resnet18.yaml"), "--format", "python", "-o", "out/resnet18.py",
+                     "--weights", "tv.pth"]) == 0
     captured = capsys.readouterr()
     assert "transferred 122 tensors" in captured.err
-    assert "wrote " in captured.out and "resnet18.pth" in captured.out
+    assert "wrote out/resnet18.py (" in captured.out and " and out/resnet18.pth (" in captured.out
     assert "the generated module matches the eager model (max abs diff 0)" in captured.out
-    # The generated file alone, with the weights written beside it, gives torchvision's outputs.
-    namespace: dict[str, Any] = {"__name__": "resnet18_generated", "__file__": str(tmp_path / "resnet18.py")}
-    exec(compile((tmp_path / "resnet18.py").read_text(), "resnet18.py", "exec"), namespace)
+    # The generated file alone, with the weights written beside it, gives torchvision's outputs, whatever the
+    # current folder holds (here a file of the same name that is not weights).
+    (tmp_path / "resnet18.pth").write_bytes(b"not weights")
+    namespace: dict[str, Any] = {"__name__": "resnet18_generated", "__file__": str(tmp_path / "out" / "resnet18.py")}
+    exec(compile((tmp_path / "out" / "resnet18.py").read_text(), "resnet18.py", "exec"), namespace)
     net = namespace["build"]()  # WEIGHTS = "resnet18.pth", beside the file
     x = torch.randn(2, 3, 224, 224)
     with torch.no_grad():

@@ -219,10 +219,8 @@ def cmd_export(args: argparse.Namespace) -> int:
               file=sys.stderr)
     result = export(spec, args.format, out, model=model, write_weights=bool(args.weights), check=args.check,
                     protect=protect, force=args.force, deploy=args.deploy)
-    size = sum(f.stat().st_size for f in result.files)
     shape = ", ".join(["batch", *map(str, spec.input.shape)])
-    extra = "".join(f", with {f}" for f in result.files[1:])
-    print(f"wrote {result.path} ({human_bytes(size)}{extra})")
+    print("wrote " + " and ".join(f"{f} ({human_bytes(f.stat().st_size)})" for f in result.files))
     print(f"  {spec.name}, eval mode: input ({shape}) -> ({', '.join(['batch', *map(str, spec.output_shape)])})")
     if result.max_abs_diff is not None:
         runner = {"onnx": "onnxruntime", "pt2": "the loaded program", "python": "the generated module"}[args.format]

@@ -243,15 +243,15 @@ def _export_python(spec: Spec, model: nn.Module, out: Path, inputs: list[Path], 
         files.append(weights_path)
     write_bytes(out, source.encode("utf-8"), force=force, protect=inputs)
     result = ExportResult(out, "python", files)
-    if check:
-        result.max_abs_diff = _compare_python_source(source, spec, model)
+    if check:  # as a user runs it: the file's own build(), loading the weights written beside it
+        result.max_abs_diff = _compare_python_source(source, spec, model, out if with_weights else None)
     return result
 
 
-def load_python_source(source: str, name: str = "archspec_generated") -> dict[str, Any]:
-    """Execute generated source in a fresh namespace (what importing the file would give)."""
-    namespace: dict[str, Any] = {"__name__": name}
-    exec(compile(source, f"<{name}>", "exec"), namespace)
+def load_python_source(source: str, name: str = "archspec_generated", file: Path | None = None) -> dict[str, Any]:
+    """Execute generated source in a fresh namespace (what importing the file would give; `file`: its path)."""
+    namespace: dict[str, Any] = {"__name__": name, **({"__file__": str(file)} if file is not None else {})}
+    exec(compile(source, str(file) if file is not None else f"<{name}>", "exec"), namespace)
     return namespace
 
 
@@ -262,15 +262,18 @@ def check_python_source(source: str, spec: Spec, model: nn.Module, weights: str 
     return _compare_python_source(source, spec, model)
 
 
-def _compare_python_source(source: str, spec: Spec, model: nn.Module) -> float:
+def _compare_python_source(source: str, spec: Spec, model: nn.Module, file: Path | None = None) -> float:
+    """The largest difference between the outputs of `model` and of the network `source` builds: with `file`, the
+    written file's build() with its default weights; without, random weights replaced by `model`'s."""
     import torch
 
     from ..backend.compiler import example_input
 
-    namespace = load_python_source(source)
+    namespace = load_python_source(source, file=file)
     device = _device_of(model)
-    generated = namespace["build"]().to(device).eval()
-    generated.load_state_dict(model.state_dict(), strict=True)
+    generated = namespace["build"](**({} if file is not None else {"weights": None})).to(device).eval()
+    if file is None:
+        generated.load_state_dict(model.state_dict(), strict=True)
     x = example_input(spec, EXAMPLE_BATCH, device, seed=2)
     with torch.no_grad():
         return (generated(x) - model.eval()(x)).abs().max().item()

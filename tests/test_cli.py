@@ -94,6 +94,25 @@ def test_build_refuses_to_overwrite_its_spec(tmp_path: Path, capsys: pytest.Capt
     assert spec.read_text() == (SPECS / "resnet18.yaml").read_text()
 
 
+@pytest.mark.parametrize("command", ["build", "export"])
+def test_no_input_is_written_over_even_with_force(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                  command: str) -> None:
+    """The spec's parent (extends), --weights and --map are inputs too."""
+    parent, child = tmp_path / "parent.yaml", tmp_path / "child.yaml"
+    parent.write_text("name: tiny\ninput: {channels: 3, size: 8}\nlayers:\n  - {name: fc0, type: flatten}\n"
+                      "  - {name: fc, type: linear, out: 4}\n")
+    child.write_text("extends: parent.yaml\nname: child\n")
+    weights, mapping = tmp_path / "w.pt", tmp_path / "map.yaml"
+    torch.save(archspec.build(child).state_dict(), weights)
+    mapping.write_text("fc: fc\n")
+    before = {p: p.read_bytes() for p in (parent, child, weights, mapping)}
+    run = ["build", str(child)] if command == "build" else ["export", str(child), "--format", "pt2"]
+    for target in (parent, weights, mapping):
+        assert main([*run, "--weights", str(weights), "--map", str(mapping), "-o", str(target), "--force"]) == 2
+        assert "refusing to overwrite the input" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in before} == before and sorted(tmp_path.iterdir()) == sorted(before)
+
+
 def test_build_with_wrong_weights_fails_cleanly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     weights = tmp_path / "r18.pt"
     torch.save(archspec.build(SPECS / "resnet18.yaml").state_dict(), weights)

@@ -3,9 +3,11 @@ memory guard every command that allocates runs first."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from ..reports.guard import MemoryEstimate, check_memory
+from ..language.inherit import source_files
 from ..language.spec import Spec, load
 
 
@@ -32,6 +34,13 @@ def add_weight_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verify", action="store_true",
                         help="run the spec's reference model with the model's weights (batch-norm statistics "
                              "randomised) and fail unless the outputs agree within 1e-4 (relative)")
+
+
+def inputs(args: argparse.Namespace) -> list[Path]:
+    """What a writing command reads, which no output may replace, even with --force: the spec and every file it
+    extends, --weights and --map."""
+    files = source_files(args.spec)
+    return files + [Path(p) for p in (getattr(args, "weights", None), getattr(args, "map", None)) if p]
 
 
 def load_spec(args: argparse.Namespace, path: str | None = None, variant: str | None = None) -> Spec:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..language.blocks.base import fmt_shape
-from .args import add_allow_large, add_jobs, add_weight_options, check_fits, load_spec, positive_int
+from .args import add_allow_large, add_jobs, add_weight_options, check_fits, inputs, load_spec, positive_int
 from .inference import EXPORT_HELP, PREDICT_HELP, add_export_arguments, add_predict_arguments, cmd_export, cmd_predict
 from ..errors import InputError, SpecError
 from ..fanout import fan_out
@@ -58,7 +58,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     if args.dtype and not args.deploy:
         raise ValueError("--dtype is the deploy form's weight dtype; give --deploy too")
     if args.output:  # before the build; write_atomic checks again, atomically, when it publishes
-        check_output(args.output, force=args.force, protect=[args.spec])
+        check_output(args.output, force=args.force, protect=inputs(args))
     import torch
 
     from ..tools.bench import prepare_model, resolve_device, synchronize
@@ -102,7 +102,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     if args.output:
         from ..backend.checkpoint import save
 
-        out = save(model, args.output, force=args.force, protect=[args.spec])
+        out = save(model, args.output, force=args.force, protect=inputs(args))
         print(f"  checkpoint   {out}", file=sys.stderr if args.json else sys.stdout)
     return 0
 

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .args import add_allow_large, add_weight_options, check_fits, load_spec, positive_int
+from .args import add_allow_large, add_weight_options, check_fits, inputs, load_spec, positive_int
 from ..errors import InputError, one_line
 from ..units import human_bytes
 
@@ -207,7 +207,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.map and not args.weights:
         raise ValueError("--map says where the tensors of --weights go; give --weights too")
     out = Path(args.output) if args.output else default_output(spec, args.format)
-    protect = [Path(args.spec)] + ([Path(args.weights)] if args.weights else [])
+    protect = inputs(args)
     check_targets(args.format, out, bool(args.weights), protect, force=args.force)  # before any work
     check_fits(args, spec, "cpu", EXAMPLE_BATCH + 1)  # the check runs the exported model on one more image
     model = compile_spec(spec)

@@ -21,6 +21,7 @@ from ..errors import one_line
 from ..files import check_output, cleanup_on_signals, save_torch, write_atomic, write_bytes
 from .pycode import ExportError
 from .pywriter import check_text_is_data, python_source
+from ..language.inherit import source_files
 from ..language.spec import Spec, as_spec
 
 if TYPE_CHECKING:  # torch is imported by the functions that use it: `import archspec` stays torch-free
@@ -72,10 +73,9 @@ def export(spec: str | Path | Spec, format: str, output: str | Path | None = Non
         raise ExportError(f"unknown export format '{format}' (one of: {', '.join(FORMATS)})")
     guarded = [Path(p) for p in protect]
     if not isinstance(spec, Spec):
-        guarded.append(Path(spec))
+        guarded += source_files(spec)  # the spec and every file it extends
     spec = as_spec(spec, overrides, variant=variant, phi=phi)
-    if isinstance(weights, (str, Path)):
-        guarded.append(Path(weights))
+    guarded += [Path(p) for p in (weights, mapping) if isinstance(p, (str, Path))]
     out = Path(output) if output is not None else default_output(spec, format)
     write_weights = weights is not None if write_weights is None else write_weights
     check_targets(format, out, write_weights, guarded, force=force)

@@ -271,6 +271,11 @@ def test_onnx_with_external_data_is_published_whole(tmp_path: Path, monkeypatch:
         save_onnx(program, out)
     save_onnx(program, out, force=True)
     assert listing(tmp_path) == ["small.onnx", "small.onnx.data"]
+    # A self-contained file never removes a PATH.data it was not asked to write (it may be anything: here the spec).
+    monkeypatch.setattr(sys.modules["archspec.exports.formats"], "ONNX_SINGLE_FILE_LIMIT", 10 ** 12)
+    other = tmp_path / "other.onnx"
+    Path(f"{other}.data").write_text("name: precious\n")
+    assert save_onnx(program, other) == [other] and Path(f"{other}.data").read_text() == "name: precious\n"
     x = example_input(spec, batch=3, seed=1)
     with torch.no_grad():
         assert (run_onnx(out, x) - model(x)).abs().max().item() <= 1e-4

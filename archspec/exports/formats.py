@@ -102,10 +102,11 @@ def export(spec: str | Path | Spec, format: str, output: str | Path | None = Non
     else:
         program = export_program(model, spec)
         if format == "onnx":
-            save_onnx(program, out, guarded, force=force)
+            written = save_onnx(program, out, guarded, force=force)
         else:
             write_bytes(out, _pt2_bytes(program), force=force, protect=guarded)
-        result = ExportResult(out, format, [out, *_onnx_data_files(out)])
+            written = [out]
+        result = ExportResult(out, format, written)
         if check:
             x = example_input(spec, EXAMPLE_BATCH + 1, _device_of(model), seed=1)
             got = run_onnx(out, x) if format == "onnx" else run_pt2(out, x)
@@ -186,16 +187,16 @@ def onnx_program(program: torch.export.ExportedProgram) -> Any:
 
 
 def save_onnx(program: torch.export.ExportedProgram, path: Path, inputs: Iterable[Path] = (),
-              force: bool = False) -> None:
+              force: bool = False) -> list[Path]:
     """One self-contained .onnx file, written atomically; a network whose weights pass ONNX's 2 GB
-    limit gets PATH.data beside it (published first, then the .onnx)."""
+    limit gets PATH.data beside it (published first, then the .onnx). Returns the files written. A PATH.data
+    that a self-contained file does not need is left as it is: only the files named are ever replaced."""
     converted = onnx_program(program)
     size = sum(t.numel() * t.element_size() for t in program.state_dict.values())
     inputs = list(inputs)
     if size < ONNX_SINGLE_FILE_LIMIT:
         write_atomic(path, lambda tmp: converted.save(str(tmp), external_data=False), force=force, protect=inputs)
-        Path(f"{path}.data").unlink(missing_ok=True)  # left by an earlier, larger export
-        return
+        return [path]
     data = Path(f"{path}.data")
     for target in (path, data):
         check_output(target, force=force, protect=inputs)
@@ -208,11 +209,7 @@ def save_onnx(program: torch.export.ExportedProgram, path: Path, inputs: Iterabl
         for source, target in ((Path(f"{staged}.data"), data), (staged, path)):
             if source.exists():
                 write_atomic(target, lambda t, source=source: os.replace(source, t), force=force, protect=inputs)
-
-
-def _onnx_data_files(path: Path) -> list[Path]:
-    data = Path(f"{path}.data")
-    return [data] if path.suffix == ".onnx" and data.exists() else []
+    return [path, data] if data.exists() else [path]
 
 
 def run_onnx(path: str | Path, x: torch.Tensor) -> torch.Tensor:

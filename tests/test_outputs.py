@@ -162,6 +162,30 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path: Path, monkeypatch:
     assert listing(tmp_path) == []
 
 
+def test_python_export_leaves_no_half_of_its_pair(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Its source and OUTPUT.pth: a full disk while writing the source removes the weights just written, and an
+    output named .pth (the weights' own name) is refused before anything is written."""
+    import torch
+
+    spec, weights, out = tmp_path / "tiny.yaml", tmp_path / "w.pt", tmp_path / "out"
+    spec.write_text("name: tiny\ninput: {channels: 3, size: 8}\nlayers: [flatten, {type: linear, out: 4}]\n")
+    torch.save(archspec.build(spec).state_dict(), weights)
+    run = ["export", str(spec), "--format", "python", "--weights", str(weights), "-o"]
+    assert main([*run, str(out / "t.pth")]) == 2
+    assert "the Python file and its weights (OUTPUT.pth) would be one file" in capsys.readouterr().err
+    real_write_bytes = Path.write_bytes
+
+    def full(self: Path, data: bytes) -> int:
+        real_write_bytes(self, data[:10])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    assert main([*run, str(out / "t.py")]) == 2
+    assert capsys.readouterr().err.endswith(f"\narchspec export: no space left on device writing {out / 't.py'}\n")
+    assert not out.exists() or listing(out) == []
+
+
 def test_commands_report_a_full_disk_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr(files, "open", enospc_after(100_000), raising=False)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from ..errors import one_line
-from ..files import check_output, cleanup_on_signals, save_torch, write_atomic, write_bytes
+from ..files import OutputError, check_output, cleanup_on_signals, save_torch, write_atomic, write_bytes
 from .pycode import ExportError
 from .pywriter import check_text_is_data, python_source
 from ..language.inherit import source_files
@@ -122,6 +122,9 @@ def check_targets(format: str, out: Path, write_weights: bool, protect: Iterable
     if one of them is a file in `protect` (the spec, the weights being read), is no regular file, or
     exists (without `force`)."""
     targets = [out] + ([out.with_suffix(".pth")] if format == "python" and write_weights else [])
+    if len(set(targets)) < len(targets):
+        raise OutputError(f"{out}: the Python file and its weights (OUTPUT.pth) would be one file; "
+                          "name the output .py")
     protect = list(protect)
     for target in targets:
         check_output(target, force=force, protect=protect)
@@ -238,7 +241,12 @@ def _export_python(spec: Spec, model: nn.Module, out: Path, inputs: list[Path], 
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         save_torch(weights_path, state, force=force, protect=inputs)
         files.append(weights_path)
-    write_bytes(out, source.encode("utf-8"), force=force, protect=inputs)
+    try:
+        write_bytes(out, source.encode("utf-8"), force=force, protect=inputs)
+    except BaseException:  # e.g. a full disk: the weights alone are half the output
+        if weights_path is not None:
+            weights_path.unlink(missing_ok=True)
+        raise
     result = ExportResult(out, "python", files)
     if check:  # as a user runs it: the file's own build(), loading the weights written beside it
         result.max_abs_diff = _compare_python_source(source, spec, model, out if with_weights else None)

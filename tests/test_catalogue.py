@@ -5,6 +5,7 @@ import contextlib
 import importlib.util
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -149,3 +150,26 @@ def test_list_reuses_a_row_while_its_files_and_archspec_are_unchanged(tmp_path: 
     assert [e.params for e in cat.catalogue(files)[0]] == [448, 448]
     monkeypatch.setenv("XDG_CACHE_HOME", str(folder / "parent.yaml"))  # a file where the folder should be
     assert [e.params for e in cat.catalogue(files)[0]] == [448, 448]
+
+
+@pytest.mark.parametrize("edit", ["params", "empty", "list", "input", "fifo"])
+def test_an_edited_or_odd_cache_file_is_a_miss(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, edit: str) -> None:
+    """Valid JSON whose rows are not rows (a hand edit, another program), or a FIFO where the file should be (whose
+    read would block forever): the rows are computed again."""
+    from archspec.reports import catalogue as cat
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    (tmp_path / "net.yaml").write_text("name: net\ninput: {size: 8}\nlayers: [{type: conv, out: 2, kernel: 1}]\n")
+    files = cat.spec_files([tmp_path])
+    expected, _ = cat.catalogue(files)
+    store = tmp_path / "cache" / "archspec" / "catalogue.json"
+    data = json.loads(store.read_text())
+    [record] = data["records"].values()
+    if edit == "fifo":
+        store.unlink()
+        os.mkfifo(store)
+    else:
+        record["value"] = {"params": {**record["value"], "params": "garbage"}, "empty": {}, "list": [1, 2],
+                           "input": {**record["value"], "input": None}}[edit]
+        store.write_text(json.dumps(data))
+    assert cat.catalogue(files)[0] == expected

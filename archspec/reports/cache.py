@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from functools import cache
 from pathlib import Path
 from typing import Any, Iterable
@@ -34,11 +35,31 @@ def code_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def _digest(path: str) -> str | None:
+MAX_CACHE_BYTES = 64 * 2 ** 20  # the cache file, or a file a result was computed from; a larger one is a miss
+
+
+def _read(path: str | Path) -> bytes | None:
+    """A regular file's bytes, or None: missing, unreadable, not a regular file (a FIFO is opened non-blocking
+    and not read, so it cannot hang the command; a device is not read) or over MAX_CACHE_BYTES."""
     try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except (OSError, ValueError):
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_CACHE_BYTES:
+            return None
+        data = os.read(fd, MAX_CACHE_BYTES + 1)
+        return data if len(data) <= MAX_CACHE_BYTES else None
     except OSError:
         return None
+    finally:
+        os.close(fd)
+
+
+def _digest(path: str) -> str | None:
+    data = _read(path)
+    return hashlib.sha256(data).hexdigest() if data is not None else None
 
 
 class FileCache:
@@ -49,11 +70,11 @@ class FileCache:
         self.records: dict[str, Any] = {}
         self.changed = False
         try:
-            data = json.loads(self.path.read_bytes())
-            if isinstance(data, dict) and data.get("code") == code_fingerprint() and isinstance(data.get("records"), dict):
-                self.records = data["records"]
-        except (OSError, ValueError):
-            pass
+            data = json.loads(_read(self.path) or b"null")
+        except (ValueError, RecursionError):
+            data = None
+        if isinstance(data, dict) and data.get("code") == code_fingerprint() and isinstance(data.get("records"), dict):
+            self.records = data["records"]
 
     def get(self, key: str) -> Any:
         record = self.records.get(key)

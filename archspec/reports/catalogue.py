@@ -63,7 +63,7 @@ def catalogue(files: Iterable[Path], cached: bool = True, jobs: int | None = Non
     a spec's row is taken from the user's cache (reports/cache.py) while its files and archspec are unchanged;
     the others are read in up to `jobs` processes (`fanout.py`)."""
     store = FileCache("catalogue") if cached else None
-    found = {path: store.get(str(path.resolve())) if store else None for path in files}
+    found = {path: _as_row(store.get(str(path.resolve()))) if store else None for path in files}
     missing = [path for path, row in found.items() if row is None]
     errors = []
     for path, row in zip(missing, fan_out(_row_or_error, missing, jobs)):
@@ -84,6 +84,20 @@ def catalogue(files: Iterable[Path], cached: bool = True, jobs: int | None = Non
         entries.append(Entry(str(path), row["name"], row["family"], row["params"], row["macs"], tuple(row["input"]),
                              row["reference"], row["description"], alias_of, original["reference"] is not None))
     return sorted(entries, key=lambda e: (e.family.lower(), e.macs, e.name)), errors
+
+
+ROW = {"name": str, "family": str, "params": int, "macs": int, "input": list, "reference": (str, type(None)),
+       "description": str, "network": str}
+
+
+def _as_row(value: Any) -> dict[str, Any] | None:
+    """A cached value if it is a row as `_row` makes them (the cache file may have been edited), else None."""
+    if not isinstance(value, dict) or value.keys() != ROW.keys():
+        return None
+    if any(not isinstance(value[key], kind) or isinstance(value[key], bool) for key, kind in ROW.items()):
+        return None
+    shape = value["input"]
+    return value if 1 <= len(shape) <= 3 and all(type(d) is int and d > 0 for d in shape) else None
 
 
 def _row_or_error(path: Path) -> dict[str, Any] | SpecError:

@@ -119,6 +119,15 @@ def test_scale_lists_every_variant_and_explains(capsys: pytest.CaptureFixture[st
     assert "stage5.block            out            112      134.40      136" in out  # B3: 112 x 1.2 -> 136
 
 
+def test_scale_with_phi_reads_only_that_member(capsys: pytest.CaptureFixture[str]) -> None:
+    """--phi is one row: an --set that fits that member but not all the variants table's rows is no error."""
+    spec = archspec.load(SPECS / "efficientnet.yaml", phi=1)
+    repeats = next(n for n in spec.analyse().children if n.name == "stage2").block.repeat
+    each = f"layers.stage2.each.kernel=[{', '.join(['3'] * repeats)}]"  # as long as phi 1's stage2, not b0's
+    assert main(["scale", str(SPECS / "efficientnet.yaml"), "--phi", "1", "--set", each]) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ["variant", "phi=1"]
+
+
 def test_stochastic_depth_grows_like_torchvision() -> None:
     ours = archspec.build(SPECS / "efficientnet_b0.yaml", device="meta")
     ref = torchvision.models.efficientnet_b0()

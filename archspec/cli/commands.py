@@ -164,12 +164,13 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 def cmd_scale(args: argparse.Namespace) -> int:
     base = load_spec(args, args.spec)
-    names = [args.variant] if args.variant else list(base.variants) or [None]
-    members = [(name, load_spec(args, args.spec, name) if name else base) for name in names]
-    if not args.variant and not any(_row(spec) == _row(base) for _, spec in members):
-        members.insert(0, (None, base))  # the spec itself is none of its rows (a child that changes one)
-    if args.phi is not None:
-        members = [(f"phi={args.phi:g}", base)]
+    if args.phi is not None:  # one row: the spec (with its --variant and --set) at phi; the others are not read
+        members: list[tuple[str | None, Any]] = [(f"phi={args.phi:g}", base)]
+    else:
+        names = [args.variant] if args.variant else list(base.variants) or [None]
+        members = [(name, load_spec(args, args.spec, name) if name else base) for name in names]
+        if not args.variant and not any(_row(spec) == _row(base) for _, spec in members):
+            members.insert(0, (None, base))  # the spec itself is none of its rows (a child that changes one)
     print(f"{'variant':<12}{'width':>8}{'depth':>8}{'resolution':>12}{'params':>16}{'MACs':>18}")
     for name, spec in members:
         size = "x".join(str(d) for d in spec.input.shape[1:])

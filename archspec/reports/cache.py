@@ -23,7 +23,9 @@ PACKAGE = Path(_package_init).parent
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "archspec"
+    """$XDG_CACHE_HOME/archspec, or ~/.cache/archspec where it is unset or relative (the XDG rule)."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    return (Path(base) if os.path.isabs(base) else Path.home() / ".cache") / "archspec"
 
 
 @cache

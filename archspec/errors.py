@@ -49,6 +49,11 @@ def one_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+class UsageError(ValueError):
+    """A command line a command refuses (options that do not go together, a spec the command cannot use, an
+    output format it does not write): one line and exit 2, like a spec problem. A ValueError to Python callers."""
+
+
 class InputError(ValueError):
     """A command's input other than the spec (an image, a labels file) that is missing, unreadable or too large:
     one line and exit 2 on the command line, like a spec problem."""

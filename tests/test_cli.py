@@ -230,14 +230,14 @@ def test_export_replaces_an_existing_file_only_with_force(tmp_path: Path, capsys
 def test_a_device_the_machine_lacks_is_a_clear_error(command: str, monkeypatch: pytest.MonkeyPatch,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     spec = str(SPECS / "resnet18.yaml")
-    assert main([command, spec, "--device", "gpu0"]) == 1
+    assert main([command, spec, "--device", "gpu0"]) == 2  # a command line the command refuses
     devices = "cpu, cuda, cuda:N or meta" if command == "build" else "cpu, cuda, cuda:N"  # build on meta allocates nothing
     assert capsys.readouterr().err.strip() == f"archspec {command}: 'gpu0' is not a device; use {devices}"
     if command != "build":  # timing or training on meta tensors would print meaningless figures
-        assert main([command, spec, "--device", "meta"]) == 1
+        assert main([command, spec, "--device", "meta"]) == 2
         assert capsys.readouterr().err.strip() == f"archspec {command}: this command computes on real data: use cpu or cuda, not meta"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on CI, whatever this machine has
-    assert main([command, spec, "--device", "cuda:0"]) == 1
+    assert main([command, spec, "--device", "cuda:0"]) == 1  # a device this machine lacks
     assert capsys.readouterr().err.strip() == (f"archspec {command}: device cuda:0: CUDA is not available on this "
                                                "machine; use --device cpu")
 

@@ -218,6 +218,26 @@ def test_cli_diagram_many_specs_into_a_folder(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["alexnet.svg", "vgg11.svg"]
 
 
+def test_cli_diagram_refuses_what_it_cannot_write_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two specs of one name into one folder (the second would replace the first), a name the file system refuses,
+    a format it does not draw: exit 2, one line each, nothing written over."""
+    from archspec.cli import main
+
+    twin = tmp_path / "twin"
+    twin.mkdir()
+    (twin / "alexnet.yaml").write_text((SPECS / "alexnet.yaml").read_text())
+    out = tmp_path / "out"
+    assert main(["diagram", str(SPECS / "alexnet.yaml"), str(twin / "alexnet.yaml"), "-o", str(out), "--detail", "stage"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"archspec diagram: {twin / 'alexnet.yaml'}: its name 'alexnet' is {SPECS / 'alexnet.yaml'}'s too, "
+                   f"whose diagram is {out / 'alexnet.svg'}; draw them to different folders"]
+    assert sorted(p.name for p in out.iterdir()) == ["alexnet.svg"]
+    for name, message in ((f"{'a' * 300}.svg", "File name too long"), ("x.yaml", "unknown diagram format '.yaml'")):
+        assert main(["diagram", str(SPECS / "alexnet.yaml"), "-o", str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) == 1 and message in err[0]
+
+
 def test_title_says_what_the_parameter_count_includes() -> None:
     title = diagram(archspec.load(SPECS / "googlenet.yaml")).graph.graph_attr["label"]
     assert "6,624,904 parameters at inference (+6,379,984 in training-only auxiliary heads; 13,004,888 in all)" in title

@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 from ..language.blocks.base import fmt_shape
 from .args import add_allow_large, add_jobs, add_weight_options, check_fits, inputs, load_spec, positive_int
 from .inference import EXPORT_HELP, PREDICT_HELP, add_export_arguments, add_predict_arguments, cmd_export, cmd_predict
-from ..errors import InputError, SpecError
+from ..errors import InputError, SpecError, UsageError
 from ..fanout import fan_out
 from ..files import OutputError, check_output
 from ..language.spec import load
@@ -54,9 +54,9 @@ def _validate_one(args: argparse.Namespace, path: str) -> tuple[str, str]:
 def cmd_build(args: argparse.Namespace) -> int:
     spec = load_spec(args, args.spec)
     if args.deploy and args.output:
-        raise ValueError("a checkpoint holds the trainable network; write it without --deploy")
+        raise UsageError("a checkpoint holds the trainable network; write it without --deploy")
     if args.dtype and not args.deploy:
-        raise ValueError("--dtype is the deploy form's weight dtype; give --deploy too")
+        raise UsageError("--dtype is the deploy form's weight dtype; give --deploy too")
     if args.output:  # before the build; write_atomic checks again, atomically, when it publishes
         check_output(args.output, force=args.force, protect=inputs(args))
     import torch
@@ -67,13 +67,13 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device, allow_meta=True)
     if args.deploy and device.type == "meta":
-        raise ValueError("--deploy folds weights and runs the network; build it on cpu or cuda, not meta")
+        raise UsageError("--deploy folds weights and runs the network; build it on cpu or cuda, not meta")
     check_fits(args, spec, device)  # before allocating
     start = time.perf_counter()
     model = compile_spec(spec, device)
     built = time.perf_counter() - start
     if args.map and not args.weights:
-        raise ValueError("--map says where the tensors of --weights go; give --weights too")
+        raise UsageError("--map says where the tensors of --weights go; give --weights too")
     report = load_weights(model, args.weights, mapping=args.map, verify=args.verify) if args.weights else None
     verified = report.verified if report else verify_transfer(model) if args.verify else None
     if report and not args.json:
@@ -149,7 +149,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from ..reports.diff import diff
 
     if args.b is None and not (args.set or args.variant or args.phi is not None):
-        raise ValueError("nothing to compare: give a second spec, or --set / --variant / --phi for the first one")
+        raise UsageError("nothing to compare: give a second spec, or --set / --variant / --phi for the first one")
     a = load(args.a)
     b = load_spec(args, args.b or args.a)
     edits = [f"--set {s}" for s in args.set or []] + ([f"--variant {args.variant}"] if args.variant else []) + (
@@ -201,13 +201,20 @@ def cmd_diagram(args: argparse.Namespace) -> int:
     from ..reports.diagram import INSTALL_HINT, RenderError, render
 
     specs = [Path(p) for p in args.specs]
-    folder = Path(args.output) if args.output and (len(specs) > 1 or Path(args.output).is_dir()) else None
+    folder = Path(args.output) if args.output and (len(specs) > 1 or _is_dir(Path(args.output))) else None
     if len(specs) > 1 and folder is None:
         folder = Path(".")
     status = 0
+    drawn: dict[Path, Path] = {}  # target -> the spec drawn there in this run
     for path in specs:
         spec = load_spec(args, str(path))
         target = (folder / f"{spec.name}.svg") if folder else Path(args.output or f"{spec.name}.svg")
+        if target in drawn:
+            print(f"archspec diagram: {path}: its name '{spec.name}' is {drawn[target]}'s too, whose diagram is "
+                  f"{target}; draw them to different folders", file=sys.stderr)
+            status = EXIT_SPEC_ERROR
+            continue
+        drawn[target] = path
         try:
             written, rendered = render(spec, target, args.detail, args.rankdir, inputs=tuple(specs))
         except RenderError as exc:
@@ -221,6 +228,13 @@ def cmd_diagram(args: argparse.Namespace) -> int:
         else:
             print(written)
     return status
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # e.g. a name too long: the writer then says so, as for any output
+        return False
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -336,8 +350,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SpecError as exc:
         print(exc, file=sys.stderr)
         return EXIT_SPEC_ERROR
-    except (InputError, OutputError) as exc:  # input refused (an image, a labels file) or an output that exists,
-        # is no file, or found the disk full: one line, exit 2
+    except (InputError, OutputError, UsageError) as exc:  # input refused (an image, a labels file), an output that
+        # exists, is no file, or found the disk full, options that do not go together: one line, exit 2
         print(f"archspec {args.command}: {exc}", file=sys.stderr)
         return EXIT_SPEC_ERROR
     except BrokenPipeError:  # e.g. `archspec summary ... | head`

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from .args import add_allow_large, add_weight_options, check_fits, inputs, load_spec, positive_int
-from ..errors import InputError, one_line
+from ..errors import InputError, UsageError, one_line
 from ..units import human_bytes
 
 PREDICT_HELP = "classify images: the spec's preprocessing (and --tta, its test-time augmentation), top-k classes"
@@ -142,7 +142,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for path in args.images:  # every file before any work: a folder, a device or a huge file is refused now
         _regular_file(path, "image", IMAGE_MAX_BYTES)
     if len(spec.output_shape) != 1:
-        raise ValueError(f"{spec.name} outputs {'x'.join(map(str, spec.output_shape))}, not one score per class; "
+        raise UsageError(f"{spec.name} outputs {'x'.join(map(str, spec.output_shape))}, not one score per class; "
                          "predict needs a classifier")
     classes = spec.output_shape[0]
     labels = read_labels(args.labels, classes) if args.labels else None
@@ -205,7 +205,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ..backend.interop import load_weights, verify_transfer
 
     if args.map and not args.weights:
-        raise ValueError("--map says where the tensors of --weights go; give --weights too")
+        raise UsageError("--map says where the tensors of --weights go; give --weights too")
     out = Path(args.output) if args.output else default_output(spec, args.format)
     protect = inputs(args)
     check_targets(args.format, out, bool(args.weights), protect, force=args.force)  # before any work

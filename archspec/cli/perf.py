@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from .args import add_allow_large, check_fits, load_spec, positive_float, positive_int
+from ..errors import UsageError
 from ..units import plural
 
 
@@ -50,7 +51,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from ..tools.bench import BenchSettings, bench, resolve_device
 
     if args.autotune and not args.deploy:
-        raise ValueError("--autotune applies to the deploy form; give --deploy too")
+        raise UsageError("--autotune applies to the deploy form; give --deploy too")
     _set_threads(args)
     device = resolve_device(args.device)
     settings = BenchSettings(device=str(device), batch=args.batch or (256 if device.type == "cuda" else 8),
@@ -83,7 +84,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     --set input.channels=1 --set input.size=8 --set layers.fc.out=10."""
     spec = load_spec(args)
     if not 0 < args.test_fraction < 1:
-        raise ValueError("--test-fraction must be between 0 and 1")
+        raise UsageError("--test-fraction must be between 0 and 1")
     from ..tools.bench import resolve_device
     from ..tools.train import DIGITS_SAMPLES, EVAL_BATCH, check_fits_digits, train
 

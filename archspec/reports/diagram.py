@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from ..errors import UsageError
 from ..language.blocks.base import MacroBlock, Node, fmt_shape
 from ..language.spec import Spec, as_spec
 from ..units import compact
@@ -401,7 +402,7 @@ def render(spec: Spec, output: str | Path, detail: Detail = "block", rankdir: st
     output = Path(output)
     fmt = output.suffix.lstrip(".").lower()
     if fmt not in FORMATS:
-        raise ValueError(f"unknown diagram format '{output.suffix}'; use one of .{', .'.join(FORMATS)}")
+        raise UsageError(f"unknown diagram format '{output.suffix}'; use one of .{', .'.join(FORMATS)}")
     drawing = diagram(spec, detail, rankdir)
     if fmt == "dot" or not has_dot():
         target = output.with_suffix(".dot")

@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
+from ..errors import UsageError
 from ..backend.compiler import example_input
 from ..backend.references import reference_model
 from ..language.spec import Spec, as_spec
@@ -166,9 +167,9 @@ def resolve_device(name: str | torch.device, allow_meta: bool = False) -> torch.
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ValueError(f"'{name}' is not a device; use cpu, cuda, cuda:N" + (" or meta" if allow_meta else "")) from None
+        raise UsageError(f"'{name}' is not a device; use cpu, cuda, cuda:N" + (" or meta" if allow_meta else "")) from None
     if device.type == "meta" and not allow_meta:
-        raise ValueError("this command computes on real data: use cpu or cuda, not meta")
+        raise UsageError("this command computes on real data: use cpu or cuda, not meta")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise RuntimeError(f"device {name}: CUDA is not available on this machine; use --device cpu")
@@ -361,7 +362,7 @@ def bench(spec: str | Path | Spec, overrides: dict[str, Any] | list[str] | None 
     notes = []
     if reference:
         if not spec.reference:
-            raise ValueError(f"spec {spec.name} names no reference model (its `reference:` field)")
+            raise UsageError(f"spec {spec.name} names no reference model (its `reference:` field)")
         ref = reference_model(spec.reference)
         models.append((spec.reference, ref))
         theirs = sum(p.numel() for p in ref.parameters())

@@ -24,6 +24,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from ..errors import UsageError
 from ..language.spec import Spec, as_spec
 from ..units import plural
 
@@ -93,7 +94,7 @@ def check_fits_digits(spec: Spec) -> None:
         problems.append(f"its output is {tuple(spec.output_shape)}, digits have 10 classes "
                         f"(--set {classifier_override(spec)})")
     if problems:
-        raise ValueError(f"spec {spec.name} does not fit the digits data set: " + "; ".join(problems))
+        raise UsageError(f"spec {spec.name} does not fit the digits data set: " + "; ".join(problems))
 
 
 def classifier_override(spec: Spec) -> str:

@@ -80,8 +80,9 @@ def test_compound_rule() -> None:
     assert spec.input.shape == (3, round(224 * 1.15 ** 2), round(224 * 1.15 ** 2))
     stem = spec.analyse().children[0]
     assert stem.out_shape[0] == make_divisible(32 * 1.21, 8)
-    with pytest.raises(archspec.SpecError, match="'scaling.phi' needs a 'compound' rule"):
+    with pytest.raises(archspec.SpecError, match="'scaling.phi' needs a 'compound' rule") as info:
         archspec.load(SPECS / "mobilenet_v2.yaml", phi=1)
+    assert str(info.value).startswith("override scaling.phi:1:1: scaling: ")  # phi's origin, not the spec's first line
 
 
 def test_classifier_classes_never_scale() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import functools
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -328,6 +329,13 @@ def test_export_command_python_with_weights(tmp_path: Path, monkeypatch: pytest.
     x = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
         assert (net(x) - reference(x)).abs().max().item() <= TOLERANCE
+
+
+def test_pt2_to_a_name_that_is_not_utf8(tmp_path: Path) -> None:
+    """A file name of bytes that are not UTF-8 (a surrogate in Python's str) is written and checked."""
+    out = tmp_path / os.fsdecode(b"\xffbad.pt2")
+    result = archspec.export(SPECS / "squeezenet1_1.yaml", "pt2", out, overrides={"input.size": 32})
+    assert result.files == [out] and result.max_abs_diff is not None and result.max_abs_diff <= TOLERANCE
 
 
 def test_export_command_onnx_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -329,7 +329,7 @@ def test_a_strict_misfit_copies_nothing() -> None:
     model = archspec.build(SPECS / "resnet50.yaml", overrides={"layers.fc.out": 10})
     before = model.conv1.conv.weight.clone()
     with pytest.raises(WeightsError, match=r"^the weights do not fit resnet50, nothing loaded: would transfer 318 "
-                                           r"tensors .* \(e.g. fc.weight is \[10, 2048\] but fc.weight is \[1000, 2048\]\)"):
+                                           r"tensors .* \(e.g. our fc.weight is \[10, 2048\] but their fc.weight is \[1000, 2048\]\)"):
         load_weights(model, ref)
     assert torch.equal(model.conv1.conv.weight, before)
     report = load_weights(model, ref, strict=False)

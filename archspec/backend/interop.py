@@ -344,7 +344,7 @@ class _Misfit(WeightsError):
 
     def __init__(self, report: TransferReport, target: str) -> None:
         first = ([f"missing {k}" for k in report.missing] + [f"unexpected {k}" for k in report.unexpected]
-                 + [f"{ours} is {list(a)} but {theirs} is {list(b)}" for ours, theirs, a, b in report.mismatched])[0]
+                 + [f"our {ours} is {list(a)} but their {theirs} is {list(b)}" for ours, theirs, a, b in report.mismatched])[0]
         super().__init__(f"do not fit {target}, nothing loaded: {report.summary().replace('transferred', 'would transfer', 1)} "
                          f"(e.g. {first})", report)
 

@@ -168,10 +168,13 @@ def _pt2_bytes(program: torch.export.ExportedProgram) -> bytes:
 
 
 def run_pt2(path: str | Path, x: torch.Tensor) -> torch.Tensor:
+    import io
+
     import torch
 
+    # From its bytes: torch.export.load fails on a name that is not UTF-8 (a surrogate in the str)
     with torch.no_grad():
-        return torch.export.load(str(path)).module()(x)
+        return torch.export.load(io.BytesIO(Path(path).read_bytes())).module()(x)
 
 
 def onnx_program(program: torch.export.ExportedProgram) -> Any:

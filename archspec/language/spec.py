@@ -152,7 +152,10 @@ class Spec(SpecModel):
         scaling, size = self.scaling, self.input.size
         if scaling.phi is not None:
             if self.compound is None:
-                raise SpecError("'scaling.phi' needs a 'compound' rule (alpha, beta, gamma)", loc_of(self._source, None), "scaling")
+                section = self._source.get("scaling") if isinstance(self._source, LocDict) else None
+                where = section.loc_of("phi") if isinstance(section, LocDict) and "phi" in section else \
+                    loc_of(self._source, None)  # where phi is set: a file, or `override scaling.phi` (--phi)
+                raise SpecError("'scaling.phi' needs a 'compound' rule (alpha, beta, gamma)", where, "scaling")
             c, phi = self.compound, scaling.phi
             scaling = scaling.model_copy(update={"width": scaling.width * c.beta ** phi, "depth": scaling.depth * c.alpha ** phi})
             scaled = tuple(round(s * c.gamma ** phi) for s in pair(size))

@@ -187,3 +187,12 @@ def test_cli_refuses_what_the_deploy_form_cannot_do(args: list[str], message: st
     assert run_cli([args[0], str(SPECS / "resnet18.yaml"), *args[1:]]) == 1
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and not (tmp_path / "x.pt").exists()
+
+
+def test_bench_header_names_the_reference_only_when_one_runs() -> None:
+    from archspec.tools.bench import BenchSettings
+
+    settings = BenchSettings(deploy=True)
+    assert settings.describe().endswith("; reference compiled, fp32")
+    assert settings.describe(reference=False) == "batch 8, inference; ours deploy form (fp32 weights, folded, " \
+                                                 "channels_last, frozen)"

@@ -171,10 +171,11 @@ def cmd_scale(args: argparse.Namespace) -> int:
         members = [(name, load_spec(args, args.spec, name) if name else base) for name in names]
         if not args.variant and not any(_row(spec) == _row(base) for _, spec in members):
             members.insert(0, (None, base))  # the spec itself is none of its rows (a child that changes one)
-    print(f"{'variant':<12}{'width':>8}{'depth':>8}{'resolution':>12}{'params':>16}{'MACs':>18}")
+    first = max(12, *(len(name or spec.name) + 2 for name, spec in members))  # long names keep the columns
+    print(f"{'variant':<{first}}{'width':>8}{'depth':>8}{'resolution':>12}{'params':>16}{'MACs':>18}")
     for name, spec in members:
         size = "x".join(str(d) for d in spec.input.shape[1:])
-        print(f"{name or spec.name:<12}{spec.scaling.width:>8.3g}{spec.scaling.depth:>8.3g}{size:>12}"
+        print(f"{name or spec.name:<{first}}{spec.scaling.width:>8.3g}{spec.scaling.depth:>8.3g}{size:>12}"
               f"{spec.params:>16,}{spec.macs:>18,}")
     if args.explain:
         for name, spec in members:

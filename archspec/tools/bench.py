@@ -69,12 +69,14 @@ class BenchSettings:
         return replace(self, deploy=False, autotune=False, compile=True, channels_last=cuda,
                        amp=self.amp or ("bf16" if cuda else None))
 
-    def describe(self) -> str:
+    def describe(self, reference: bool = True) -> str:
+        """The settings in words; with `reference`, how the reference beside the deploy form runs."""
         if self.deploy:
             ref = self.reference_at_best()
             return (f"batch {self.batch}, inference; ours deploy form ({self.amp or 'fp32'} weights, folded, "
-                    f"channels_last, frozen{', max-autotune' if self.autotune else ''}); reference "
-                    + ", ".join(["compiled", ref.amp or "fp32"] + (["channels_last"] if ref.channels_last else [])))
+                    f"channels_last, frozen{', max-autotune' if self.autotune else ''})" + (
+                        "; reference " + ", ".join(["compiled", ref.amp or "fp32"]
+                                                   + (["channels_last"] if ref.channels_last else [])) if reference else ""))
         return ", ".join([f"batch {self.batch}", "training step" if self.train else "inference",
                           "compiled" if self.compile else "eager", self.amp or "fp32"]
                          + (["channels_last"] if self.channels_last else []))
@@ -128,7 +130,7 @@ class BenchReport:
 
     def text(self) -> str:
         s = self.settings
-        lines = [f"{self.name} on {s.device} ({self.device_name}): {s.describe()}, "
+        lines = [f"{self.name} on {s.device} ({self.device_name}): {s.describe(len(self.timings) > 1)}, "
                  f"input {'x'.join(map(str, self.input_shape))}"]
         header = ["model", "params", "images/s", "latency ms", "IQR", "peak memory", "first call s"]
         rows = [[t.label, f"{t.params:,}", f"{t.images_per_s:,.1f}", f"{t.latency * 1000:.2f}", f"{t.spread():.0%}",

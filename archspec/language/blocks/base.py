@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from functools import cache
 from contextvars import ContextVar
 from math import prod
-from typing import TYPE_CHECKING, Annotated, Callable, ClassVar, Iterator, Literal, NoReturn, Sequence
+from typing import TYPE_CHECKING, Annotated, Any, Callable, ClassVar, Iterator, Literal, NoReturn, Sequence
 
 from pydantic import ConfigDict, Field, PrivateAttr, ValidationError
 

@@ -56,11 +56,11 @@ class BenchSettings:
 
     def __post_init__(self) -> None:
         if self.amp is not None and self.amp not in AMP_DTYPES:
-            raise ValueError(f"amp must be one of {', '.join(AMP_DTYPES)}, not {self.amp!r}")
+            raise UsageError(f"amp must be one of {', '.join(AMP_DTYPES)}, not {self.amp!r}")
         if self.batch < 1 or self.iters < 1 or self.warmup < 1:
-            raise ValueError("batch, iters and warmup must be at least 1")
+            raise UsageError("batch, iters and warmup must be at least 1")
         if self.deploy and self.train:
-            raise ValueError("the deploy form runs inference only; time a training step without deploy")
+            raise UsageError("the deploy form runs inference only; time a training step without deploy")
 
     def reference_at_best(self) -> "BenchSettings":
         """The reference as its users run it at its best, beside our deploy form: torch.compile, and on

@@ -279,9 +279,12 @@ def _compare_python_source(source: str, spec: Spec, model: nn.Module, file: Path
 
     namespace = load_python_source(source, file=file)
     device = _device_of(model)
-    generated = namespace["build"](**({} if file is not None else {"weights": None})).to(device).eval()
-    if file is None:
+    if file is not None:
+        generated = namespace["build"]()
+    else:
+        generated = namespace["build"](None)
         generated.load_state_dict(model.state_dict(), strict=True)
+    generated = generated.to(device).eval()
     x = example_input(spec, EXAMPLE_BATCH, device, seed=2)
     with torch.no_grad():
         return (generated(x) - model.eval()(x)).abs().max().item()

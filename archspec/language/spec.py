@@ -11,6 +11,7 @@ from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, Validation
 from .blocks import BLOCK_TYPES, AuxHead, BlockList, Node
 from .blocks.anyblock import holds_blocks, locate
 from .blocks.base import Name, PosInt, Shape, block_budget, check_unique_names, pair, residual_units
+from .blocks.registry import fields_of, unknown_field, unknown_type
 from .blocks.defined import Definition, Library
 from .blocks.sequence import Sequence
 from ..errors import Loc, SpecError, did_you_mean
@@ -76,7 +77,7 @@ class Spec(SpecModel):
         """The defined block types, checked and put in the context, where the layers' validation finds them."""
         definitions = handler(raw)
         if definitions and isinstance(raw, LocDict) and info.context is not None:
-            info.context["library"] = Library(definitions, raw, info.context, _translate, BLOCK_TYPES)
+            info.context["library"] = Library(definitions, raw, info.context, _translate)
         return definitions
 
     @field_validator("aux_heads", mode="wrap")
@@ -251,16 +252,15 @@ def _check_defaults(defaults: Any, defined: dict[str, list[str]]) -> None:
     for type_name, fields in defaults.items():
         loc = defaults.loc_of(type_name)
         if type_name not in BLOCK_TYPES and type_name not in defined:
-            raise SpecError(f"unknown block type '{printable(type_name)}'{did_you_mean(type_name, [*BLOCK_TYPES, *defined])}",
-                            loc, f"defaults.{printable(type_name, 64)}")
+            raise SpecError(unknown_type(type_name, defined), loc, f"defaults.{printable(type_name, 64)}")
         if not isinstance(fields, LocDict):
             raise SpecError("defaults for a block type are a mapping of its fields", loc, f"defaults.{type_name}")
         model_fields = BLOCK_TYPES[type_name].model_fields if type_name in BLOCK_TYPES else {}
-        known = set(model_fields or defined[type_name]) - {"type", "name"}
+        known = fields_of(type_name, defined)
         for field in fields:
             if field not in known:
-                raise SpecError(f"'{printable(field)}' is not a field of {type_name}{did_you_mean(field, known)}",
-                                fields.loc_of(field), f"defaults.{type_name}", type_name)
+                raise SpecError(unknown_field(field, type_name, known), fields.loc_of(field), f"defaults.{type_name}",
+                                type_name)
             if field in model_fields and holds_blocks(model_fields[field]):
                 # A default that holds blocks would be applied inside itself, without end.
                 raise SpecError(f"'{field}' holds blocks and cannot have a default; write it in each {type_name}",
@@ -359,7 +359,7 @@ def _message(error: dict[str, Any], block: Any, kind: str, field: str | None, de
     if etype == "union_tag_invalid":
         if isinstance(block, dict) and not isinstance(block.get("type"), str):
             return f"a block's 'type' is the name of a block type, not {_short(block.get('type'))}"
-        return (f"unknown block type '{printable(kind)}'{did_you_mean(kind, [*BLOCK_TYPES, *defined])} "
+        return (f"{unknown_type(kind, defined)} "
                 f"(known: {', '.join(sorted(BLOCK_TYPES))}" + (f"; defined: {', '.join(sorted(defined))}" if defined else "") + ")")
     if etype == "union_tag_not_found":
         return f"a block needs a 'type' (one of: {', '.join(sorted(BLOCK_TYPES))})"
@@ -369,7 +369,7 @@ def _message(error: dict[str, Any], block: Any, kind: str, field: str | None, de
     if etype == "extra_forbidden":
         if not kind and len(error["loc"]) == 1:
             return f"'{printable(last)}' is not a top-level key{did_you_mean(last, Spec.model_fields)}"
-        return f"'{printable(last)}' is not a field of {kind or 'this section'}{did_you_mean(last, fields)}"
+        return unknown_field(last, kind or "this section", fields)
     if etype == "missing":
         return f"missing required field '{last}'"
     name = field or last

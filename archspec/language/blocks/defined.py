@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import copy
 from functools import lru_cache
-from typing import Annotated, Any, Callable, Literal, Mapping
+from typing import Annotated, Any, Callable, Literal
 
 from pydantic import ConfigDict, Field, PrivateAttr, TypeAdapter, ValidationError, create_model
 
-from ...errors import Loc, SpecError, did_you_mean
+from ...errors import Loc, SpecError
 from ...ir.activations import Activation
 from ..expr import FUNCTIONS, MAX_VALUE, ExprError, evaluate, is_expression
 from ..model import SpecModel
@@ -23,6 +23,7 @@ from ..scaling import Channels
 from ..source import LocDict, LocList, loc_of, printable, tree_size
 from .anyblock import BlockList
 from .base import Block, MacroBlock, Name, Node, Shape, expanded_once
+from .registry import BLOCK_TYPES, fields_of, unknown_field, unknown_type
 from .sequence import Sequence
 
 MAX_DEFINITIONS = 64
@@ -128,17 +129,18 @@ class Library:
     """The block types one spec defines (`blocks:`, validated), and what makes and expands their uses."""
 
     def __init__(self, definitions: dict[str, Definition], raw: LocDict, context: dict[str, Any],
-                 translate: Callable[[ValidationError, LocDict], SpecError], builtin: Mapping[str, type[Block]]) -> None:
+                 translate: Callable[[ValidationError, LocDict], SpecError]) -> None:
         self.definitions, self.context, self.translate = definitions, context, translate
         if len(definitions) > MAX_DEFINITIONS:
             raise SpecError(f"a spec defines at most {MAX_DEFINITIONS} block types (this one {len(definitions)})",
                             raw.loc, "blocks")
         for name, definition in definitions.items():
             definition._loc, definition._raw = raw.loc_of(name), raw[name]
-            _check_definition(name, definition, builtin)
+            _check_definition(name, definition)
         _check_cycles(definitions)
+        params = {name: list(d.params) for name, d in definitions.items()}
         for name, definition in definitions.items():
-            _check_body_fields(name, definition.body, builtin, definitions)
+            _check_body_fields(name, definition.body, params)
         self.models = {name: _args_model(name, _signature(d)) for name, d in definitions.items()}
         self.sizes = {name: tree_size(d.body) for name, d in definitions.items()}
         self.expansions_left = MAX_EXPANSIONS
@@ -223,9 +225,9 @@ class _Names(dict[str, Any]):
         return super().__getitem__(name)
 
 
-def _check_definition(name: str, definition: Definition, builtin: Mapping[str, type[Block]]) -> None:
+def _check_definition(name: str, definition: Definition) -> None:
     raw = definition._raw
-    if name in builtin:
+    if name in BLOCK_TYPES:
         raise SpecError(f"'{name}' is a built-in block type; a defined block needs another name", definition.loc,
                         f"blocks.{name}")
     if "body" not in raw:
@@ -244,27 +246,24 @@ def _check_definition(name: str, definition: Definition, builtin: Mapping[str, t
                                 where, f"blocks.{name}.params.{param}") from None
 
 
-def _check_body_fields(name: str, template: Any, builtin: Mapping[str, type[Block]],
-                       definitions: dict[str, Definition]) -> None:
+def _check_body_fields(name: str, template: Any, defined: dict[str, list[str]]) -> None:
     """The block types and field names a body writes are known ones, checked once, used or not (as `defaults` are):
     a misspelt field in a definition is an error before any use expands it."""
     if isinstance(template, LocList):
         for item in template:
-            _check_body_fields(name, item, builtin, definitions)
+            _check_body_fields(name, item, defined)
     if not isinstance(template, LocDict):
         return
     kind = template.get("type")
     if isinstance(kind, str) and not is_expression(kind):
-        if kind not in builtin and kind not in definitions:
-            raise SpecError(f"unknown block type '{printable(kind)}'{did_you_mean(kind, [*builtin, *definitions])}",
-                            template.loc_of("type"), f"blocks.{name}.body")
-        known = set(definitions[kind].params) if kind in definitions else set(builtin[kind].model_fields) - {"type", "name"}
+        if kind not in BLOCK_TYPES and kind not in defined:
+            raise SpecError(unknown_type(kind, defined), template.loc_of("type"), f"blocks.{name}.body")
+        known = fields_of(kind, defined)
         for field in template:
             if field not in known | {"type", "name"}:
-                raise SpecError(f"'{printable(field)}' is not a field of {kind}{did_you_mean(field, known)}",
-                                template.loc_of(field), f"blocks.{name}.body", kind)
+                raise SpecError(unknown_field(field, kind, known), template.loc_of(field), f"blocks.{name}.body", kind)
     for value in template.values():
-        _check_body_fields(name, value, builtin, definitions)
+        _check_body_fields(name, value, defined)
 
 
 def _check_cycles(definitions: dict[str, Definition]) -> None:

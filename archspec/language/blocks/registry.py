@@ -3,11 +3,13 @@ activation.py); a module is imported the first time a spec uses one of its types
 models its specs use (defining a pydantic model costs about 1.5 ms)."""
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from importlib import import_module
 from typing import get_args
 
+from ...errors import did_you_mean
 from ...ir.activations import ACTIVATIONS
+from ..source import printable
 from .base import Block
 
 # The modules that define block types, in the order messages list the types. Adding a block type: its file, and
@@ -57,3 +59,17 @@ class Registry(Mapping[str, type[Block]]):
 
 
 BLOCK_TYPES = Registry()
+
+
+def fields_of(kind: str, defined: Mapping[str, Iterable[str]]) -> set[str]:
+    """What a block of type `kind` may write besides `type` and `name`: a built-in type its model's fields, a type
+    defined in YAML (`defined`: each one's parameters) its parameters."""
+    return set(BLOCK_TYPES[kind].model_fields) - {"type", "name"} if kind in BLOCK_TYPES else set(defined[kind])
+
+
+def unknown_type(kind: str, defined: Iterable[str]) -> str:
+    return f"unknown block type '{printable(kind)}'{did_you_mean(kind, [*BLOCK_TYPES, *defined])}"
+
+
+def unknown_field(field: str, kind: str, known: Iterable[str]) -> str:
+    return f"'{printable(field)}' is not a field of {kind}{did_you_mean(field, known)}"
